@@ -1,0 +1,42 @@
+# Thin wrapper around CMake for the README's two commands.
+#   make run    install missing packages, build, start chatd on :8080
+#   make test   install missing packages, build, run the whole suite
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+LISTEN     ?= 127.0.0.1:8080
+DATA_DIR   ?= ./var
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build run test test-asan test-release clean format
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	mkdir -p $(DATA_DIR)
+	$(BUILD)/daemons/chatd/chatd --listen $(LISTEN) --data-dir $(DATA_DIR)
+
+# The whole suite: the release build's tests, then the unit and
+# integration tests again under ASan+UBSan.
+test: test-release test-asan
+
+test-release: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 600
+
+test-asan: deps
+	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DCHAT_SANITIZE=ON $(CMAKE_FLAGS)
+	cmake --build $(BUILD_ASAN) -j$(JOBS)
+	cd $(BUILD_ASAN) && ctest --output-on-failure -j$(JOBS) --timeout 600 -L 'unit|integration'
+
+format:
+	clang-format-14 -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install the Debian packages libchat needs to build and test, skipping the
+# ones already present. Runs `apt-get update` once, only when something is
+# missing; uses sudo when not root.
+set -euo pipefail
+
+pkgs=(
+    build-essential cmake pkg-config clang-14 clang-format-14
+    libwebsockets-dev libcurl4-openssl-dev libcjson-dev libsodium-dev
+    libsqlite3-dev check curl wrk
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=sudo
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
