@@ -23,18 +23,16 @@ CHAT_BEGIN_DECLS
  * @return CHAT_OK, CHAT_EINVAL (NULL or longer than
  *         CHAT_PASSWORD_MAX_BYTES), CHAT_ENOMEM (hashing memory).
  */
-CHAT_API CHAT_WARN_UNUSED int chat_password_hash(const char *password,
-                                                 size_t len,
-                                                 char out[CHAT_PWHASH_MAX]);
+CHAT_API CHAT_WARN_UNUSED int
+chat_password_hash(const char *password, size_t len, char out[CHAT_PWHASH_MAX]);
 
 /**
  * Check @p password against a hash made by chat_password_hash().
  * @return CHAT_OK on a match, CHAT_EAUTH otherwise (also for a malformed
  *         hash), CHAT_EINVAL on NULL arguments.
  */
-CHAT_API CHAT_WARN_UNUSED int chat_password_verify(const char *hash,
-                                                   const char *password,
-                                                   size_t len);
+CHAT_API CHAT_WARN_UNUSED int
+chat_password_verify(const char *hash, const char *password, size_t len);
 
 /** Claims libchat puts in, and requires of, an access token. */
 typedef struct chat_jwt_claims {
@@ -68,9 +66,9 @@ CHAT_API CHAT_WARN_UNUSED int chat_jwt_sign(const uint8_t *key, size_t keylen,
  * @return CHAT_OK, CHAT_EAUTH (malformed, wrong alg, bad signature),
  *         CHAT_EEXPIRED (valid but exp <= now).
  */
-CHAT_API CHAT_WARN_UNUSED int chat_jwt_verify(const uint8_t *key,
-                                              size_t keylen, const char *token,
-                                              size_t len, int64_t now,
+CHAT_API CHAT_WARN_UNUSED int chat_jwt_verify(const uint8_t *key, size_t keylen,
+                                              const char *token, size_t len,
+                                              int64_t now,
                                               chat_jwt_claims *out);
 
 /**

@@ -28,7 +28,7 @@
 
 #ifdef __cplusplus
 #define CHAT_BEGIN_DECLS extern "C" {
-#define CHAT_END_DECLS }
+#define CHAT_END_DECLS   }
 #else
 #define CHAT_BEGIN_DECLS
 #define CHAT_END_DECLS

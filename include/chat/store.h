@@ -123,8 +123,8 @@ typedef struct chat_store_ops {
     int (*token_revoke_family)(chat_store *s, const uint8_t hash[32]);
 
     /* conversations and memberships */
-    int (*conv_dm)(chat_store *s, const char *a, const char *b,
-                   chat_conv *out, int *created);
+    int (*conv_dm)(chat_store *s, const char *a, const char *b, chat_conv *out,
+                   int *created);
     int (*conv_group)(chat_store *s, const char *creator, const char *title,
                       const char *const *member_ids, int n, chat_conv *out);
     int (*conv_get)(chat_store *s, const char *conv_id, const char *viewer,
@@ -150,19 +150,22 @@ struct chat_store {
 
 /** Options for the SQLite backends. */
 typedef struct chat_sqlite_opts {
-    unsigned version;   /**< CHAT_SQLITE_OPTS_VERSION */
-    int readers;        /**< pooled connections (store) / readers (log); 0 = 4 */
-    int sync_full;      /**< 1: synchronous=FULL (survives power loss);
-                             0: NORMAL (survives process crash). Default 1 */
+    unsigned version; /**< CHAT_SQLITE_OPTS_VERSION */
+    int readers;      /**< pooled connections (store) / readers (log); 0 = 4 */
+    int sync_full;    /**< 1: synchronous=FULL (survives power loss);
+                           0: NORMAL (survives process crash). Default 1 */
     int busy_timeout_ms; /**< 0 = 5000 */
-    int batch_max;      /**< log: most appends per group commit; 0 = 512 */
-    int touch_store;    /**< log: the same file holds the store's tables;
-                             update conversations.last_* and the sender's
-                             read marker inside the append transaction */
+    int batch_max;       /**< log: most appends per group commit; 0 = 512 */
+    int touch_store;     /**< log: the same file holds the store's tables;
+                              update conversations.last_* and the sender's
+                              read marker inside the append transaction */
 } chat_sqlite_opts;
 
 #define CHAT_SQLITE_OPTS_VERSION 1
-#define CHAT_SQLITE_OPTS_INIT {CHAT_SQLITE_OPTS_VERSION, 0, 1, 0, 0, 0}
+#define CHAT_SQLITE_OPTS_INIT                                                  \
+    {                                                                          \
+        CHAT_SQLITE_OPTS_VERSION, 0, 1, 0, 0, 0                                \
+    }
 
 /** Fill @p o with defaults (for FFI callers). */
 CHAT_API void chat_sqlite_opts_init(chat_sqlite_opts *o);
@@ -173,8 +176,9 @@ CHAT_API void chat_sqlite_opts_init(chat_sqlite_opts *o);
  * @return CHAT_OK and *out, or CHAT_EIO/CHAT_ENOMEM/CHAT_EINVAL.
  * Free with chat_store_free().
  */
-CHAT_API CHAT_WARN_UNUSED int chat_store_sqlite_open(
-    chat_store **out, const char *path, const chat_sqlite_opts *opts);
+CHAT_API CHAT_WARN_UNUSED int
+chat_store_sqlite_open(chat_store **out, const char *path,
+                       const chat_sqlite_opts *opts);
 
 /** Close a store; NULL is accepted. No call may be in flight. */
 CHAT_API void chat_store_free(chat_store *s);
@@ -183,8 +187,7 @@ CHAT_API void chat_store_free(chat_store *s);
  *  case-insensitively) is taken; the last error says which. */
 CHAT_API int chat_store_user_create(chat_store *s, const chat_user *u);
 /** Look up by id. @return CHAT_ENOTFOUND if absent. */
-CHAT_API int chat_store_user_get(chat_store *s, const char *id,
-                                 chat_user *out);
+CHAT_API int chat_store_user_get(chat_store *s, const char *id, chat_user *out);
 /** Look up by email or username, case-insensitive; fills password_hash. */
 CHAT_API int chat_store_user_find_login(chat_store *s, const char *login,
                                         chat_user *out);
@@ -297,9 +300,9 @@ struct chat_log {
  * that commits them in batches (group commit); each append's callback runs
  * only after its batch is durable.
  */
-CHAT_API CHAT_WARN_UNUSED int chat_log_sqlite_open(chat_log **out,
-                                                   const char *path,
-                                                   const chat_sqlite_opts *opts);
+CHAT_API CHAT_WARN_UNUSED int
+chat_log_sqlite_open(chat_log **out, const char *path,
+                     const chat_sqlite_opts *opts);
 
 /** Stop the writer (pending appends are committed first) and close.
  *  NULL is accepted. */
@@ -325,15 +328,14 @@ CHAT_API int chat_log_append_wait(chat_log *l, const chat_append *req,
  * messages just before it; otherwise those after @p after_seq (>= 0).
  * @p limit is 1..CHAT_PAGE_MAX.
  */
-CHAT_API int chat_log_range(chat_log *l, const char *conv_id,
-                            int64_t after_seq, int64_t before_seq, int limit,
-                            chat_message *out, int *n);
+CHAT_API int chat_log_range(chat_log *l, const char *conv_id, int64_t after_seq,
+                            int64_t before_seq, int limit, chat_message *out,
+                            int *n);
 
 /** One message with its full content in *@p content (NUL-terminated,
  *  free with chat_free). CHAT_ENOTFOUND if not in that conversation. */
-CHAT_API int chat_log_get(chat_log *l, const char *conv_id,
-                          const char *msg_id, chat_message *out,
-                          char **content);
+CHAT_API int chat_log_get(chat_log *l, const char *conv_id, const char *msg_id,
+                          chat_message *out, char **content);
 
 /** 1 if appends to @p l keep the store's conversation summary current. */
 CHAT_API int chat_log_touches_store(const chat_log *l);

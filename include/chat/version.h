@@ -7,13 +7,14 @@
 
 #include <chat/common.h>
 
-#define CHAT_VERSION_MAJOR 0
-#define CHAT_VERSION_MINOR 1
-#define CHAT_VERSION_PATCH 0
+#define CHAT_VERSION_MAJOR  0
+#define CHAT_VERSION_MINOR  1
+#define CHAT_VERSION_PATCH  0
 #define CHAT_VERSION_STRING "0.1.0"
 /** Single number for comparisons: 0xMMmmpp. */
 #define CHAT_VERSION_NUMBER                                                    \
-    ((CHAT_VERSION_MAJOR << 16) | (CHAT_VERSION_MINOR << 8) | CHAT_VERSION_PATCH)
+    ((CHAT_VERSION_MAJOR << 16) | (CHAT_VERSION_MINOR << 8) |                  \
+     CHAT_VERSION_PATCH)
 
 CHAT_BEGIN_DECLS
 

@@ -98,7 +98,9 @@ void chat__buf_free(chat__buf *b)
 
 size_t chat__b64url_len(size_t n)
 {
-    return sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_URLSAFE_NO_PADDING) - 1;
+    return sodium_base64_ENCODED_LEN(n,
+                                     sodium_base64_VARIANT_URLSAFE_NO_PADDING) -
+           1;
 }
 
 void chat__b64url_encode(char *out, const uint8_t *in, size_t n)

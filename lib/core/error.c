@@ -11,24 +11,42 @@ static _Thread_local char t_msg[CHAT__ERRMSG_MAX];
 const char *chat_strerror(int code)
 {
     switch (code) {
-    case CHAT_OK: return "success";
-    case CHAT_ERROR: return "error";
-    case CHAT_ENOMEM: return "out of memory";
-    case CHAT_EINVAL: return "invalid argument";
-    case CHAT_EAUTH: return "authentication failed";
-    case CHAT_EPERM: return "permission denied";
-    case CHAT_ENOTFOUND: return "not found";
-    case CHAT_ECONFLICT: return "conflict";
-    case CHAT_ELIMIT: return "limit exceeded";
-    case CHAT_EIO: return "I/O error";
-    case CHAT_EPROTO: return "protocol error";
-    case CHAT_EAGAIN: return "try again";
-    case CHAT_ECLOSED: return "closed";
-    case CHAT_ETIMEDOUT: return "timed out";
-    case CHAT_ERATE: return "rate limit exceeded";
-    case CHAT_EEXPIRED: return "expired";
-    case CHAT_EUNAVAIL: return "unavailable";
-    default: return "unknown error";
+    case CHAT_OK:
+        return "success";
+    case CHAT_ERROR:
+        return "error";
+    case CHAT_ENOMEM:
+        return "out of memory";
+    case CHAT_EINVAL:
+        return "invalid argument";
+    case CHAT_EAUTH:
+        return "authentication failed";
+    case CHAT_EPERM:
+        return "permission denied";
+    case CHAT_ENOTFOUND:
+        return "not found";
+    case CHAT_ECONFLICT:
+        return "conflict";
+    case CHAT_ELIMIT:
+        return "limit exceeded";
+    case CHAT_EIO:
+        return "I/O error";
+    case CHAT_EPROTO:
+        return "protocol error";
+    case CHAT_EAGAIN:
+        return "try again";
+    case CHAT_ECLOSED:
+        return "closed";
+    case CHAT_ETIMEDOUT:
+        return "timed out";
+    case CHAT_ERATE:
+        return "rate limit exceeded";
+    case CHAT_EEXPIRED:
+        return "expired";
+    case CHAT_EUNAVAIL:
+        return "unavailable";
+    default:
+        return "unknown error";
     }
 }
 

@@ -14,7 +14,7 @@
 
 #if defined(__GNUC__)
 #define CHAT__PRINTF(a, b) __attribute__((format(printf, a, b)))
-#define CHAT__UNUSED __attribute__((unused))
+#define CHAT__UNUSED       __attribute__((unused))
 #else
 #define CHAT__PRINTF(a, b)
 #define CHAT__UNUSED
@@ -65,7 +65,10 @@ typedef struct chat__buf {
     int failed; /* an allocation failed; later appends are no-ops */
 } chat__buf;
 
-#define CHAT__BUF_INIT {NULL, 0, 0, 0}
+#define CHAT__BUF_INIT                                                         \
+    {                                                                          \
+        NULL, 0, 0, 0                                                          \
+    }
 int chat__buf_reserve(chat__buf *b, size_t extra);
 int chat__buf_append(chat__buf *b, const void *p, size_t n);
 int chat__buf_puts(chat__buf *b, const char *s);

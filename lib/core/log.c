@@ -19,11 +19,16 @@ void chat_log_set(chat_log_fn fn, int min_level, void *userdata)
 const char *chat_log_level_name(int level)
 {
     switch (level) {
-    case CHAT_LOG_DEBUG: return "debug";
-    case CHAT_LOG_INFO: return "info";
-    case CHAT_LOG_WARN: return "warn";
-    case CHAT_LOG_ERROR: return "error";
-    default: return "off";
+    case CHAT_LOG_DEBUG:
+        return "debug";
+    case CHAT_LOG_INFO:
+        return "info";
+    case CHAT_LOG_WARN:
+        return "warn";
+    case CHAT_LOG_ERROR:
+        return "error";
+    default:
+        return "off";
     }
 }
 

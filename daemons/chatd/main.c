@@ -1,0 +1,216 @@
+/* chatd: users, chats and messages services in one process on SQLite.
+ * The embedded default: no server to install. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <chat/chat.h>
+
+#include "common/daemon.h"
+
+static const char usage[] =
+    "Usage: chatd [options]\n"
+    "\n"
+    "Serve the libchat REST API (/api/users, /api/chats, /api/messages)\n"
+    "from one process, with all data in one SQLite file.\n"
+    "\n"
+    "Options (environment variable in brackets):\n"
+    "  --listen HOST:PORT   address to serve on [CHAT_LISTEN]\n"
+    "                       (default 127.0.0.1:8080; port 0 = any free)\n"
+    "  --data-dir DIR       where chat.db and jwt.secret live\n"
+    "                       [CHAT_DATA_DIR] (default ./var)\n"
+    "  --workers N          request worker threads [CHAT_WORKERS] (4)\n"
+    "  --sync full|normal   SQLite durability [CHAT_SYNC] (full: an\n"
+    "                       acknowledged send survives power loss;\n"
+    "                       normal: it survives a crash of chatd)\n"
+    "  --cors ORIGINS       allowed browser origins, '*' or a comma\n"
+    "                       list [CHAT_CORS_ORIGINS] (default: none)\n"
+    "  --trust-proxy        client IP from X-Forwarded-For\n"
+    "                       [CHAT_TRUST_PROXY]\n"
+    "  --rate-login-ip R    login/register per IP [CHAT_RATE_LOGIN_IP]\n"
+    "                       (30/m)\n"
+    "  --rate-login-account R  login per account\n"
+    "                       [CHAT_RATE_LOGIN_ACCOUNT] (10/m)\n"
+    "  --rate-send R        messages per user [CHAT_RATE_SEND] (20/s)\n"
+    "  --rate-token R       requests per access token [CHAT_RATE_TOKEN]\n"
+    "                       (100/s)\n"
+    "                       R is N/s, N/m, N/h or off\n"
+    "  --access-ttl SECS    access token lifetime [CHAT_ACCESS_TTL] (900)\n"
+    "  --log-level LEVEL    debug|info|warn|error [CHAT_LOG_LEVEL] (info)\n"
+    "  --log-format FMT     text|json [CHAT_LOG_FORMAT] (text)\n"
+    "  --help, --version\n"
+    "\n"
+    "JWT_SECRET (>= 32 bytes) signs access tokens; without it chatd makes\n"
+    "one and keeps it in DATA_DIR/jwt.secret (mode 0600).\n"
+    "SIGTERM or SIGINT stop chatd cleanly: requests in flight are answered\n"
+    "and every acknowledged message is on disk.\n";
+
+static const char *const with_value[] = {"--listen",
+                                         "--data-dir",
+                                         "--workers",
+                                         "--sync",
+                                         "--cors",
+                                         "--rate-login-ip",
+                                         "--rate-login-account",
+                                         "--rate-send",
+                                         "--rate-token",
+                                         "--access-ttl",
+                                         "--log-level",
+                                         "--log-format",
+                                         NULL};
+static const char *const bools[] = {"--trust-proxy", "--help", "--version",
+                                    "-h", NULL};
+
+/* The signal thread may fire before the server exists or while it is
+ * being freed: it reaches the server only under this lock. */
+static pthread_mutex_t g_srv_lock = PTHREAD_MUTEX_INITIALIZER;
+static chat_server *g_srv;
+static int g_stop_requested;
+
+static void on_signal(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&g_srv_lock);
+    g_stop_requested = 1;
+    chat_server_stop(g_srv);
+    pthread_mutex_unlock(&g_srv_lock);
+}
+
+static void publish_server(chat_server *srv)
+{
+    pthread_mutex_lock(&g_srv_lock);
+    g_srv = srv;
+    if (srv && g_stop_requested)
+        chat_server_stop(srv);
+    pthread_mutex_unlock(&g_srv_lock);
+}
+
+static int positive(const char *s, const char *what, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+
+    if (end == s || *end || v < 1 || v > 1000000) {
+        fprintf(stderr, "chatd: %s must be a positive integer, not '%s'\n",
+                what, s);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    chat_sqlite_opts sq = CHAT_SQLITE_OPTS_INIT;
+    chat_server_opts so = CHAT_SERVER_OPTS_INIT;
+    chat_store *store = NULL;
+    chat_log *log = NULL;
+    chat_server *srv = NULL;
+    const char *listen, *dir, *sync;
+    char host[256], path[4096];
+    uint8_t *secret = NULL;
+    size_t secret_len = 0;
+    int port, rc, status = 1, workers = 4, ttl = CHAT_ACCESS_TTL_DEFAULT;
+
+    if (chatd_check_args(argc, argv, with_value, bools, "chatd"))
+        return 2;
+    if (chatd_flag(argc, argv, "--help", NULL) ||
+        chatd_flag(argc, argv, "-h", NULL)) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (chatd_flag(argc, argv, "--version", NULL)) {
+        printf("chatd (libchat) %s\n", chat_version());
+        return 0;
+    }
+    if (chatd_log_setup(
+            chatd_opt(argc, argv, "--log-level", "CHAT_LOG_LEVEL", "info"),
+            chatd_opt(argc, argv, "--log-format", "CHAT_LOG_FORMAT", "text"),
+            "chatd")) {
+        fprintf(stderr, "chatd: bad --log-level or --log-format\n");
+        return 2;
+    }
+    listen = chatd_opt(argc, argv, "--listen", "CHAT_LISTEN", "127.0.0.1:8080");
+    if (chatd_parse_listen(listen, host, sizeof host, &port)) {
+        fprintf(stderr, "chatd: bad --listen '%s' (want HOST:PORT)\n", listen);
+        return 2;
+    }
+    dir = chatd_opt(argc, argv, "--data-dir", "CHAT_DATA_DIR", "./var");
+    sync = chatd_opt(argc, argv, "--sync", "CHAT_SYNC", "full");
+    if (strcmp(sync, "full") && strcmp(sync, "normal")) {
+        fprintf(stderr, "chatd: --sync must be full or normal\n");
+        return 2;
+    }
+    if (positive(chatd_opt(argc, argv, "--workers", "CHAT_WORKERS", "4"),
+                 "--workers", &workers) ||
+        positive(
+            chatd_opt(argc, argv, "--access-ttl", "CHAT_ACCESS_TTL", "900"),
+            "--access-ttl", &ttl))
+        return 2;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "chatd: cannot create %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    if ((secret = chatd_jwt_secret(dir, &secret_len)) == NULL)
+        return 1;
+
+    /* Signals are blocked before any library thread starts (the log's
+     * writer is one) so that only the signal thread ever sees them. */
+    if (chatd_signals_start(on_signal, NULL) != 0) {
+        fprintf(stderr, "chatd: cannot set up signal handling\n");
+        goto out;
+    }
+    snprintf(path, sizeof path, "%s/chat.db", dir);
+    sq.sync_full = !strcmp(sync, "full");
+    sq.readers = workers;
+    sq.touch_store = 1;
+    if ((rc = chat_store_sqlite_open(&store, path, &sq)) != CHAT_OK ||
+        (rc = chat_log_sqlite_open(&log, path, &sq)) != CHAT_OK) {
+        fprintf(stderr, "chatd: cannot open %s: %s\n", path,
+                chat_error_last()->message);
+        goto out;
+    }
+
+    so.listen_host = host;
+    so.port = port;
+    so.store = store;
+    so.log = log;
+    so.jwt_secret = secret;
+    so.jwt_secret_len = secret_len;
+    so.access_ttl_s = ttl;
+    so.workers = workers;
+    so.cors_origins =
+        chatd_opt(argc, argv, "--cors", "CHAT_CORS_ORIGINS", NULL);
+    so.trust_proxy =
+        chatd_flag(argc, argv, "--trust-proxy", "CHAT_TRUST_PROXY");
+    so.rate_login_ip =
+        chatd_opt(argc, argv, "--rate-login-ip", "CHAT_RATE_LOGIN_IP", NULL);
+    so.rate_login_account = chatd_opt(argc, argv, "--rate-login-account",
+                                      "CHAT_RATE_LOGIN_ACCOUNT", NULL);
+    so.rate_send = chatd_opt(argc, argv, "--rate-send", "CHAT_RATE_SEND", NULL);
+    so.rate_token =
+        chatd_opt(argc, argv, "--rate-token", "CHAT_RATE_TOKEN", NULL);
+
+    if ((rc = chat_server_new(&srv, &so)) != CHAT_OK) {
+        fprintf(stderr, "chatd: %s\n", chat_error_last()->message);
+        goto out;
+    }
+    publish_server(srv);
+    chatd_log(CHAT_LOG_INFO,
+              "event=listening url=http://%s:%d data_dir=%s sync=%s "
+              "version=%s",
+              host, chat_server_port(srv), dir, sync, chat_version());
+    chat_server_run(srv);
+    status = 0;
+out:
+    publish_server(NULL);
+    chat_server_free(srv);
+    chat_log_free(log); /* commits whatever is still queued */
+    chat_store_free(store);
+    free(secret);
+    chatd_log(CHAT_LOG_INFO, "event=stopped status=%d", status);
+    return status;
+}

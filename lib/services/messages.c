@@ -1,0 +1,247 @@
+/* message-service: the ordered message log over HTTP.
+ * Edge prefix /api/messages. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "services/services.h"
+
+#define P "/api/messages"
+
+/* The sender must be a member: answers 404/403 otherwise. */
+static int check_member(chat__svc *svc, chat__req *r, const char *conv_id)
+{
+    chat_conv c;
+    int rc = chat_store_conv_get(svc->store, conv_id, r->user_id, &c);
+
+    if (rc == CHAT_OK)
+        return 0;
+    if (rc == CHAT_ENOTFOUND)
+        chat__req_error(r, 404, "not_found", "no such conversation");
+    else if (rc == CHAT_EPERM)
+        chat__req_error(r, 403, "forbidden",
+                        "you are not a member of this conversation");
+    else
+        chat__req_fail(r, rc);
+    return -1;
+}
+
+/* Runs on the log's writer thread once the batch is durable. */
+static void on_appended(int rc, const chat_message *m, int created, void *ud)
+{
+    chat__req *r = ud;
+    chat__svc *svc = r->route->userdata;
+    cJSON *o;
+
+    if (rc != CHAT_OK) {
+        chat__req_fail(r, rc);
+        goto done;
+    }
+    if (created && !chat_log_touches_store(svc->log)) {
+        /* TODO(distributed): hand this to a worker; it blocks the log's
+         * thread. Only logs outside the store's database take this path. */
+        rc = chat_store_conv_touch(svc->store, m);
+        if (rc != CHAT_OK)
+            CHAT_LOG(CHAT_LOG_WARN, "req=%s event=conv_touch_failed rc=%d",
+                     r->request_id, rc);
+    }
+    chat__metrics_inc(chat__http_metrics(r->http),
+                      created ? CHAT__C_MESSAGES_STORED
+                              : CHAT__C_MESSAGES_DEDUPED);
+    o = chat__json_message(m);
+    if (o == NULL)
+        chat__req_fail(r, CHAT_ENOMEM);
+    else
+        chat__req_reply(r, created ? 201 : 200, o);
+done:
+    chat__req_finish(r);
+}
+
+static int client_msg_id_valid(const char *s)
+{
+    for (; *s; s++)
+        if (*s <= ' ' || *s > '~')
+            return 0;
+    return 1;
+}
+
+static void h_send(chat__req *r, void *ud)
+{
+    chat__svc *svc = ud;
+    const char *id = chat__param_id(r, 0, "conversation");
+    const char *content, *cmid;
+    chat_append req;
+    cJSON *body = NULL;
+    int retry, rc;
+
+    if (id == NULL || check_member(svc, r, id))
+        return;
+    if (chat__ratelimit_take(chat__http_ratelimit(r->http), &svc->rate_send,
+                             r->user_id, &retry) != CHAT_OK) {
+        chat__metrics_inc(chat__http_metrics(r->http), CHAT__C_RATE_SEND);
+        r->retry_after = retry;
+        chat__req_error(r, 429, "rate_limited",
+                        "sending too fast; retry in %d s", retry);
+        return;
+    }
+    if ((body = chat__req_json(r)) == NULL)
+        return;
+    content = chat__field_str(r, body, "content", CHAT_MESSAGE_MAX_BYTES, 1);
+    if (content == NULL)
+        goto out;
+    cmid = chat__field_str(r, body, "client_msg_id", CHAT_CLIENT_MSG_ID_MAX, 0);
+    if (r->status)
+        goto out;
+    if (cmid && !client_msg_id_valid(cmid)) {
+        chat__req_error(r, 422, "validation_failed",
+                        "client_msg_id must be printable ASCII");
+        goto out;
+    }
+    req.conversation_id = id;
+    req.sender_id = r->user_id;
+    req.client_msg_id = cmid;
+    req.content = content;
+    req.content_len = strlen(content);
+    /* The log copies the request; the answer comes from its writer once
+     * the batch holding this message is committed. */
+    chat__req_defer(r);
+    rc = chat_log_append(svc->log, &req, on_appended, r);
+    if (rc != CHAT_OK) {
+        chat__req_undefer(r);
+        chat__req_fail(r, rc);
+    }
+out:
+    cJSON_Delete(body);
+}
+
+/* Parse a non-negative integer query value; -1 absent, -2 invalid. */
+static int64_t query_int(const chat__req *r, const char *key, int64_t max)
+{
+    const char *v = chat__req_query(r, key);
+    char *end;
+    long long n;
+
+    if (v == NULL || v[0] == '\0')
+        return -1;
+    n = strtoll(v, &end, 10);
+    if (end == v || *end || n < 0 || n > max || v[0] == '-' || v[0] == '+')
+        return -2;
+    return n;
+}
+
+static void h_history(chat__req *r, void *ud)
+{
+    chat__svc *svc = ud;
+    const char *id = chat__param_id(r, 0, "conversation");
+    int64_t after = query_int(r, "after_seq", INT64_MAX / 2);
+    int64_t before = query_int(r, "before_seq", INT64_MAX / 2);
+    int64_t limit = query_int(r, "limit", CHAT_PAGE_MAX);
+    chat_message *msgs = NULL;
+    cJSON *o = NULL, *arr;
+    int n = 0, rc, i;
+
+    if (id == NULL)
+        return;
+    if (after == -2 || before == -2) {
+        chat__req_error(r, 422, "validation_failed",
+                        "after_seq and before_seq must be integers >= 0");
+        return;
+    }
+    if (limit == -2 || limit == 0) {
+        chat__req_error(r, 422, "validation_failed", "limit must be 1 to %d",
+                        CHAT_PAGE_MAX);
+        return;
+    }
+    if (after >= 0 && before >= 0) {
+        chat__req_error(r, 422, "validation_failed",
+                        "give after_seq or before_seq, not both");
+        return;
+    }
+    if (limit < 0)
+        limit = CHAT_PAGE_DEFAULT;
+    if (check_member(svc, r, id))
+        return;
+    msgs = chat__calloc((size_t)limit, sizeof *msgs);
+    if (msgs == NULL) {
+        chat__req_fail(r, CHAT_ENOMEM);
+        return;
+    }
+    rc = chat_log_range(svc->log, id, after < 0 ? 0 : after,
+                        before < 0 ? 0 : before, (int)limit, msgs, &n);
+    if (rc != CHAT_OK) {
+        chat__req_fail(r, rc);
+        goto out;
+    }
+    o = cJSON_CreateObject();
+    arr = cJSON_AddArrayToObject(o, "messages");
+    if (arr == NULL)
+        goto oom;
+    for (i = 0; i < n; i++) {
+        cJSON *m = chat__json_message(&msgs[i]);
+        if (m == NULL)
+            goto oom;
+        cJSON_AddItemToArray(arr, m);
+    }
+    chat__req_reply(r, 200, o);
+    o = NULL;
+    goto out;
+oom:
+    chat__req_fail(r, CHAT_ENOMEM);
+out:
+    cJSON_Delete(o);
+    chat__free(msgs);
+}
+
+static void h_message(chat__req *r, void *ud)
+{
+    chat__svc *svc = ud;
+    const char *id = chat__param_id(r, 0, "conversation");
+    const char *mid = id ? chat__param_id(r, 1, "message") : NULL;
+    const char *fields = chat__req_query(r, "fields");
+    char *content = NULL;
+    chat_message m;
+    cJSON *o;
+    int rc;
+
+    if (mid == NULL || check_member(svc, r, id))
+        return;
+    if (fields && strcmp(fields, "full") && strcmp(fields, "preview")) {
+        chat__req_error(r, 422, "validation_failed",
+                        "fields must be full or preview");
+        return;
+    }
+    rc = chat_log_get(svc->log, id, mid, &m, &content);
+    if (rc == CHAT_ENOTFOUND) {
+        chat__req_error(r, 404, "not_found", "no such message");
+        return;
+    }
+    if (rc != CHAT_OK) {
+        chat__req_fail(r, rc);
+        return;
+    }
+    o = chat__json_message(&m);
+    if (o == NULL || (fields && !strcmp(fields, "full") &&
+                      !cJSON_AddStringToObject(o, "content", content))) {
+        cJSON_Delete(o);
+        chat__req_fail(r, CHAT_ENOMEM);
+    } else {
+        chat__req_reply(r, 200, o);
+    }
+    chat_free(content);
+}
+
+int chat__messages_mount(chat__svc *svc)
+{
+    chat__http *h = svc->http;
+    const unsigned A = CHAT__ROUTE_AUTH;
+    int rc;
+
+    if ((rc = chat__http_route(h, CHAT__POST, P "/conversations/{id}/messages",
+                               A, h_send, svc)) ||
+        (rc = chat__http_route(h, CHAT__GET, P "/conversations/{id}/messages",
+                               A, h_history, svc)) ||
+        (rc = chat__http_route(h, CHAT__GET,
+                               P "/conversations/{id}/messages/{mid}", A,
+                               h_message, svc)))
+        return rc;
+    return CHAT_OK;
+}

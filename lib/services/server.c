@@ -1,0 +1,153 @@
+/* chat_server: the HTTP front end with the selected services mounted,
+ * plus /healthz and /metrics. */
+#include <string.h>
+
+#include <sodium.h>
+
+#include <chat/server.h>
+
+#include "services/services.h"
+
+struct chat_server {
+    chat__http *http;
+    chat__svc svc;
+    uint8_t *jwt_key;
+};
+
+void chat_server_opts_init(chat_server_opts *o)
+{
+    if (o) {
+        memset(o, 0, sizeof *o);
+        o->version = CHAT_SERVER_OPTS_VERSION;
+    }
+}
+
+static void h_health(chat__req *r, void *ud)
+{
+    (void)ud;
+    r->status = 200;
+    chat__buf_puts(&r->out, "{\"status\":\"ok\"}");
+}
+
+static void h_metrics(chat__req *r, void *ud)
+{
+    chat_server *s = ud;
+
+    r->status = 200;
+    r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    if (chat__http_metrics_render(s->http, &r->out))
+        chat__req_fail(r, CHAT_ENOMEM);
+}
+
+static int rate_opt(const char *s, const char *def, chat__rate *out,
+                    const char *what)
+{
+    if (chat__rate_parse(s ? s : def, out) != CHAT_OK)
+        return chat__error(CHAT_EINVAL, "bad rate for %s: \"%s\"", what,
+                           s ? s : def);
+    return CHAT_OK;
+}
+
+int chat_server_new(chat_server **out, const chat_server_opts *opts)
+{
+    chat__http_opts ho;
+    chat__rate token;
+    chat_server *s;
+    unsigned svcs;
+    int rc;
+
+    CHAT_ASSERT_ARG(out && opts && opts->store);
+    CHAT_ASSERT_ARG(opts->jwt_secret &&
+                    opts->jwt_secret_len >= CHAT_JWT_SECRET_MIN);
+    svcs = opts->services ? opts->services : CHAT_SERVICE_ALL;
+    CHAT_ASSERT_ARG(!(svcs & CHAT_SERVICE_MESSAGES) || opts->log);
+    *out = NULL;
+    s = chat__calloc(1, sizeof *s);
+    if (s == NULL)
+        return chat__error(CHAT_ENOMEM, "out of memory");
+    s->svc.store = opts->store;
+    s->svc.log = opts->log;
+    s->svc.access_ttl_s =
+        opts->access_ttl_s > 0 ? opts->access_ttl_s : CHAT_ACCESS_TTL_DEFAULT;
+    s->svc.refresh_ttl_s = opts->refresh_ttl_s > 0 ? opts->refresh_ttl_s
+                                                   : CHAT_REFRESH_TTL_DEFAULT;
+    if ((rc = rate_opt(opts->rate_login_ip, "30/m", &s->svc.rate_login_ip,
+                       "login per IP")) ||
+        (rc = rate_opt(opts->rate_login_account, "10/m",
+                       &s->svc.rate_login_account, "login per account")) ||
+        (rc = rate_opt(opts->rate_send, "20/s", &s->svc.rate_send,
+                       "sends per user")) ||
+        (rc =
+             rate_opt(opts->rate_token, "100/s", &token, "requests per token")))
+        goto fail;
+    s->jwt_key = chat__malloc(opts->jwt_secret_len);
+    if (s->jwt_key == NULL) {
+        rc = chat__error(CHAT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    memcpy(s->jwt_key, opts->jwt_secret, opts->jwt_secret_len);
+    s->svc.jwt_key = s->jwt_key;
+    s->svc.jwt_key_len = opts->jwt_secret_len;
+
+    memset(&ho, 0, sizeof ho);
+    ho.host = opts->listen_host;
+    ho.port = opts->port;
+    ho.workers = opts->workers;
+    ho.max_body = opts->max_body;
+    ho.cors_origins = opts->cors_origins;
+    ho.trust_proxy = opts->trust_proxy;
+    ho.jwt_key = s->jwt_key;
+    ho.jwt_key_len = opts->jwt_secret_len;
+    ho.token_rate = token.per_second;
+    ho.token_burst = token.burst;
+    if ((rc = chat__http_new(&s->http, &ho)) != CHAT_OK)
+        goto fail;
+    s->svc.http = s->http;
+    if ((rc = chat__http_route(s->http, CHAT__GET, "/healthz",
+                               CHAT__ROUTE_INLINE, h_health, s)) ||
+        (rc = chat__http_route(s->http, CHAT__GET, "/metrics",
+                               CHAT__ROUTE_INLINE, h_metrics, s)))
+        goto fail;
+    if (((svcs & CHAT_SERVICE_USERS) &&
+         (rc = chat__users_mount(&s->svc)) != CHAT_OK) ||
+        ((svcs & CHAT_SERVICE_CHATS) &&
+         (rc = chat__chats_mount(&s->svc)) != CHAT_OK) ||
+        ((svcs & CHAT_SERVICE_MESSAGES) &&
+         (rc = chat__messages_mount(&s->svc)) != CHAT_OK))
+        goto fail;
+    if ((rc = chat__http_listen(s->http)) != CHAT_OK)
+        goto fail;
+    *out = s;
+    return CHAT_OK;
+fail:
+    chat_server_free(s);
+    return rc;
+}
+
+int chat_server_port(const chat_server *s)
+{
+    return s ? chat__http_port(s->http) : -1;
+}
+
+int chat_server_run(chat_server *s)
+{
+    CHAT_ASSERT_ARG(s != NULL);
+    return chat__http_run(s->http);
+}
+
+void chat_server_stop(chat_server *s)
+{
+    if (s)
+        chat__http_stop(s->http);
+}
+
+void chat_server_free(chat_server *s)
+{
+    if (s == NULL)
+        return;
+    chat__http_free(s->http);
+    if (s->jwt_key)
+        sodium_memzero(s->jwt_key, s->svc.jwt_key_len);
+    chat__free(s->jwt_key);
+    chat__free(s);
+}

@@ -1,0 +1,52 @@
+/*
+ * The three REST services (users, chats, messages) on the HTTP front end.
+ * Handlers run on worker threads and may block on the store.
+ */
+#ifndef CHAT_SERVICES_H
+#define CHAT_SERVICES_H
+
+#include <chat/auth.h>
+#include <chat/server.h>
+#include <chat/store.h>
+
+#include "http/http.h"
+
+typedef struct chat__svc {
+    chat__http *http;
+    chat_store *store;
+    chat_log *log;
+    const uint8_t *jwt_key; /* owned by the server */
+    size_t jwt_key_len;
+    int access_ttl_s;
+    int refresh_ttl_s;
+    chat__rate rate_login_ip;
+    chat__rate rate_login_account;
+    chat__rate rate_send;
+} chat__svc;
+
+int chat__users_mount(chat__svc *svc);
+int chat__chats_mount(chat__svc *svc);
+int chat__messages_mount(chat__svc *svc);
+
+/* ---- JSON helpers shared by the services (json.c) ------------------------ */
+
+/* The user as others see it; with_email for the user themself. */
+cJSON *chat__json_user(const chat_user *u, int with_email);
+/* A message preview (the message:new shape). */
+cJSON *chat__json_message(const chat_message *m);
+/* A conversation seen by its viewer; members may be NULL. */
+cJSON *chat__json_conv(const chat_conv *c, const chat_member *members,
+                       int nmembers);
+cJSON *chat__json_member(const chat_member *m);
+/* Add an RFC 3339 time field; returns 0 on failure like cJSON_Add*. */
+int chat__json_add_time(cJSON *o, const char *key, int64_t ms);
+
+/* String field of 1..max bytes. Returns NULL when absent (and then, if
+ * required, answers 422) or invalid (answers 400/422): after NULL, a
+ * non-zero r->status means the request has been answered. */
+const char *chat__field_str(chat__req *r, const cJSON *obj, const char *key,
+                            size_t max, int required);
+/* A path parameter that must be a UUID; answers 404 and returns NULL. */
+const char *chat__param_id(chat__req *r, int i, const char *what);
+
+#endif /* CHAT_SERVICES_H */
