@@ -12,7 +12,8 @@ export PKG_CONFIG_PATH="$libdir/pkgconfig"
 export LD_LIBRARY_PATH="$libdir"
 
 # pkg-config
-cc -o "$tmp/hello-pc" "$src/hello.c" $(pkg-config --cflags --libs chat)
+cc -o "$tmp/hello-pc" "$src/hello.c" \
+    $(pkg-config --define-variable=prefix="$tmp/prefix" --cflags --libs chat)
 "$tmp/hello-pc"
 
 # find_package
