@@ -247,12 +247,18 @@ void chat__req_undefer(chat__req *r)
 void chat__req_finish(chat__req *r)
 {
     chat__http *h = r->http;
+    int wake;
 
     pthread_mutex_lock(&h->done_lock);
+    /* Only the first completion after a drain wakes the service thread:
+     * it takes the whole list, so one wake-up (a pipe write) serves a
+     * burst of completions, e.g. a group-committed batch. */
+    wake = h->done_head == NULL;
     r->done_next = h->done_head;
     h->done_head = r;
     pthread_mutex_unlock(&h->done_lock);
-    lws_cancel_service(h->ctx);
+    if (wake)
+        lws_cancel_service(h->ctx);
 }
 
 /* Worker side: authenticate, rate-limit, run the handler. */
