@@ -84,7 +84,9 @@ struct chat__req {
     char token_id[CHAT_ID_LEN + 1];
     int64_t start_us;
 
-    /* response (written by the handler) */
+    /* response (written by the handler): the body follows
+     * CHAT__OUT_RESERVE bytes kept free for the status line and headers,
+     * so the response goes out without another copy */
     int status;
     chat__buf out;
     const char *content_type; /* static string; default JSON */
@@ -130,6 +132,12 @@ int chat__http_metrics_render(chat__http *h, chat__buf *out);
 chat__ratelimit *chat__http_ratelimit(chat__http *h);
 
 /* ---- for handlers -------------------------------------------------------- */
+#define CHAT__OUT_RESERVE 1536
+/* Empty the response body (keeping the header reserve). */
+int chat__req_body_reset(chat__req *r);
+/* The response body and its length. */
+#define CHAT__REQ_BODY(r)     ((r)->out.data + CHAT__OUT_RESERVE)
+#define CHAT__REQ_BODY_LEN(r) ((r)->out.len - CHAT__OUT_RESERVE)
 const char *chat__req_param(const chat__req *r, int i);
 /* Query value by key, or NULL (last one wins). */
 const char *chat__req_query(const chat__req *r, const char *key);

@@ -20,19 +20,29 @@ const char *chat__req_query(const chat__req *r, const char *key)
     return NULL;
 }
 
+int chat__req_body_reset(chat__req *r)
+{
+    if (r->out.failed)
+        chat__buf_free(&r->out);
+    if (chat__buf_reserve(&r->out, CHAT__OUT_RESERVE) != CHAT_OK)
+        return CHAT_ENOMEM;
+    r->out.len = CHAT__OUT_RESERVE;
+    return CHAT_OK;
+}
+
 void chat__req_reply(chat__req *r, int status, cJSON *body)
 {
     char *s;
 
     r->status = status;
-    chat__buf_free(&r->out);
+    chat__req_body_reset(r);
     if (body == NULL)
         return;
     s = cJSON_PrintUnformatted(body);
     cJSON_Delete(body);
     if (s == NULL || chat__buf_puts(&r->out, s) != CHAT_OK) {
         chat__free(s);
-        chat__buf_free(&r->out);
+        chat__req_body_reset(r);
         r->status = 500;
         chat__buf_puts(&r->out, "{\"error\":{\"code\":\"internal\","
                                 "\"message\":\"out of memory\"}}");

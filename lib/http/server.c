@@ -14,7 +14,6 @@
 
 #include "http/http.h"
 
-#define CHAT__RESP_HEADROOM    1024 /* status line and headers */
 #define CHAT__DRAIN_TIMEOUT_US (10 * 1000000)
 
 enum req_state {
@@ -351,65 +350,65 @@ static void log_request(chat__http *h, const chat__req *r)
 static int write_response(chat__http *h, struct lws *wsi, struct pss *pss)
 {
     chat__req *r = pss->req;
-    unsigned char *buf, *start, *p, *end;
-    size_t blen = r->out.len, total;
+    unsigned char hdr[LWS_PRE + CHAT__OUT_RESERVE], *p, *end, *start;
+    size_t blen, hlen, total;
     char tmp[128];
-    int rc = 0;
 
-    buf = chat__malloc(LWS_PRE + CHAT__RESP_HEADROOM + blen);
-    if (buf == NULL)
+    if (r->out.len < CHAT__OUT_RESERVE && chat__req_body_reset(r) != CHAT_OK)
         return -1;
-    start = p = buf + LWS_PRE;
-    end = p + CHAT__RESP_HEADROOM - 1;
+    blen = CHAT__REQ_BODY_LEN(r);
+    p = hdr + LWS_PRE;
+    end = hdr + sizeof hdr - 1;
     if (lws_add_http_common_headers(wsi, (unsigned)r->status,
                                     r->content_type ? r->content_type
                                                     : "application/json",
                                     blen, &p, end) ||
         add_header(wsi, "x-request-id:", r->request_id, &p, end) ||
         add_header(wsi, "cache-control:", "no-store", &p, end))
-        goto fail;
+        return -1;
     if (r->retry_after > 0) {
         snprintf(tmp, sizeof tmp, "%d", r->retry_after);
         if (add_header(wsi, "retry-after:", tmp, &p, end))
-            goto fail;
+            return -1;
     }
     if (r->status == 405 && r->allow) {
         methods_list(r->allow, tmp, sizeof tmp);
         if (add_header(wsi, "allow:", tmp, &p, end))
-            goto fail;
+            return -1;
     }
     if (r->status == 401 &&
         add_header(wsi, "www-authenticate:", "Bearer realm=\"chat\"", &p, end))
-        goto fail;
+        return -1;
     if (origin_allowed(h, r->origin)) {
         if (add_header(wsi, "access-control-allow-origin:", r->origin, &p,
                        end) ||
             add_header(wsi, "vary:", "Origin", &p, end) ||
             add_header(wsi, "access-control-expose-headers:",
                        "Retry-After, X-Request-Id", &p, end))
-            goto fail;
+            return -1;
         if (r->method == CHAT__OPTIONS &&
             (add_header(wsi, "access-control-allow-methods:",
                         "GET, POST, PUT, DELETE, PATCH, OPTIONS", &p, end) ||
              add_header(wsi, "access-control-allow-headers:",
                         "Authorization, Content-Type, X-Request-Id", &p, end) ||
              add_header(wsi, "access-control-max-age:", "600", &p, end)))
-            goto fail;
+            return -1;
     }
     if (pss->close_after && add_header(wsi, "connection:", "close", &p, end))
-        goto fail;
+        return -1;
     if (lws_finalize_http_header(wsi, &p, end))
-        goto fail;
-    if (blen)
-        memcpy(p, r->out.data, blen);
-    total = (size_t)(p - start) + blen;
-    if (lws_write(wsi, start, total, LWS_WRITE_HTTP_HEADERS) < (int)total)
-        rc = -1;
-    chat__free(buf);
-    return rc;
-fail:
-    chat__free(buf);
-    return -1;
+        return -1;
+    /* headers go just before the body, in the reserve, so headers and body
+     * leave in one write without copying the body */
+    hlen = (size_t)(p - (hdr + LWS_PRE));
+    if (hlen > CHAT__OUT_RESERVE - LWS_PRE)
+        return -1;
+    start = (unsigned char *)CHAT__REQ_BODY(r) - hlen;
+    memcpy(start, hdr + LWS_PRE, hlen);
+    total = hlen + blen;
+    return lws_write(wsi, start, total, LWS_WRITE_HTTP_HEADERS) < (int)total
+               ? -1
+               : 0;
 }
 
 static void respond_now(chat__http *h, struct lws *wsi, struct pss *pss)
@@ -559,6 +558,11 @@ static int on_http(chat__http *h, struct lws *wsi, struct pss *pss,
     if (r == NULL)
         return -1;
     h->open_reqs++;
+    if (chat__req_body_reset(r) != CHAT_OK) {
+        chat__free(r);
+        h->open_reqs--;
+        return -1;
+    }
     memset(pss, 0, sizeof *pss);
     pss->req = r;
     pss->state = REQ_RECEIVING;

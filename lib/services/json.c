@@ -26,23 +26,79 @@ cJSON *chat__json_user(const chat_user *u, int with_email)
     return o;
 }
 
-cJSON *chat__json_message(const chat_message *m)
+int chat__json_put_str(chat__buf *b, const char *s)
 {
-    cJSON *o = cJSON_CreateObject();
+    static const char hex[] = "0123456789abcdef";
+    const char *run = s;
 
-    if (o == NULL || !cJSON_AddStringToObject(o, "message_id", m->id) ||
-        !cJSON_AddStringToObject(o, "conversation_id", m->conversation_id) ||
-        !cJSON_AddNumberToObject(o, "seq", (double)m->seq) ||
-        !cJSON_AddStringToObject(o, "sender_id", m->sender_id) ||
-        !chat__json_add_time(o, "created_at", m->created_at) ||
-        !cJSON_AddStringToObject(o, "preview", m->preview) ||
-        !cJSON_AddBoolToObject(o, "has_more", m->has_more) ||
-        (m->client_msg_id[0] &&
-         !cJSON_AddStringToObject(o, "client_msg_id", m->client_msg_id))) {
-        cJSON_Delete(o);
-        return NULL;
+    chat__buf_append(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[6] = {'\\', 'u', '0', '0', 0, 0};
+        size_t n = 2;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        chat__buf_append(b, run, (size_t)(s - run));
+        run = s + 1;
+        switch (c) {
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        default:
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 0xf];
+            n = 6;
+        }
+        chat__buf_append(b, esc, n);
     }
-    return o;
+    chat__buf_append(b, run, (size_t)(s - run));
+    return chat__buf_append(b, "\"", 1);
+}
+
+int chat__json_put_message(chat__buf *b, const chat_message *m,
+                           const char *content)
+{
+    char t[CHAT_TIME_LEN + 1];
+
+    if (chat_time_format(m->created_at, t) != CHAT_OK)
+        return CHAT_EINVAL;
+    /* ids and times need no escaping: they are UUIDs and RFC 3339 */
+    chat__buf_printf(b,
+                     "{\"message_id\":\"%s\",\"conversation_id\":\"%s\","
+                     "\"seq\":%lld,\"sender_id\":\"%s\",\"created_at\":\"%s\","
+                     "\"preview\":",
+                     m->id, m->conversation_id, (long long)m->seq, m->sender_id,
+                     t);
+    chat__json_put_str(b, m->preview);
+    chat__buf_puts(b,
+                   m->has_more ? ",\"has_more\":true" : ",\"has_more\":false");
+    if (m->client_msg_id[0]) {
+        chat__buf_puts(b, ",\"client_msg_id\":");
+        chat__json_put_str(b, m->client_msg_id);
+    }
+    if (content) {
+        chat__buf_puts(b, ",\"content\":");
+        chat__json_put_str(b, content);
+    }
+    return chat__buf_append(b, "}", 1);
 }
 
 cJSON *chat__json_member(const chat_member *m)

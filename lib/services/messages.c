@@ -1,5 +1,6 @@
 /* message-service: the ordered message log over HTTP.
  * Edge prefix /api/messages. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,7 +31,6 @@ static void on_appended(int rc, const chat_message *m, int created, void *ud)
 {
     chat__req *r = ud;
     chat__svc *svc = r->route->userdata;
-    cJSON *o;
 
     if (rc != CHAT_OK) {
         chat__req_fail(r, rc);
@@ -47,11 +47,10 @@ static void on_appended(int rc, const chat_message *m, int created, void *ud)
     chat__metrics_inc(chat__http_metrics(r->http),
                       created ? CHAT__C_MESSAGES_STORED
                               : CHAT__C_MESSAGES_DEDUPED);
-    o = chat__json_message(m);
-    if (o == NULL)
+    r->status = created ? 201 : 200;
+    if (chat__req_body_reset(r) != CHAT_OK ||
+        chat__json_put_message(&r->out, m, NULL) != CHAT_OK)
         chat__req_fail(r, CHAT_ENOMEM);
-    else
-        chat__req_reply(r, created ? 201 : 200, o);
 done:
     chat__req_finish(r);
 }
@@ -128,6 +127,32 @@ static int64_t query_int(const chat__req *r, const char *key, int64_t max)
     return n;
 }
 
+/* A page of up to CHAT_PAGE_MAX messages is ~200 KiB: each worker keeps
+ * one instead of allocating (and faulting in) a fresh one per request. */
+static pthread_key_t g_page_key;
+static pthread_once_t g_page_once = PTHREAD_ONCE_INIT;
+
+static void page_key_init(void)
+{
+    pthread_key_create(&g_page_key, chat__free);
+}
+
+static chat_message *page_buffer(void)
+{
+    chat_message *p;
+
+    pthread_once(&g_page_once, page_key_init);
+    p = pthread_getspecific(g_page_key);
+    if (p == NULL) {
+        p = chat__malloc(CHAT_PAGE_MAX * sizeof *p);
+        if (p && pthread_setspecific(g_page_key, p) != 0) {
+            chat__free(p);
+            p = NULL;
+        }
+    }
+    return p;
+}
+
 static void h_history(chat__req *r, void *ud)
 {
     chat__svc *svc = ud;
@@ -135,8 +160,7 @@ static void h_history(chat__req *r, void *ud)
     int64_t after = query_int(r, "after_seq", INT64_MAX / 2);
     int64_t before = query_int(r, "before_seq", INT64_MAX / 2);
     int64_t limit = query_int(r, "limit", CHAT_PAGE_MAX);
-    chat_message *msgs = NULL;
-    cJSON *o = NULL, *arr;
+    chat_message *msgs;
     int n = 0, rc, i;
 
     if (id == NULL)
@@ -160,8 +184,7 @@ static void h_history(chat__req *r, void *ud)
         limit = CHAT_PAGE_DEFAULT;
     if (check_member(svc, r, id))
         return;
-    msgs = chat__calloc((size_t)limit, sizeof *msgs);
-    if (msgs == NULL) {
+    if ((msgs = page_buffer()) == NULL) {
         chat__req_fail(r, CHAT_ENOMEM);
         return;
     }
@@ -169,26 +192,18 @@ static void h_history(chat__req *r, void *ud)
                         before < 0 ? 0 : before, (int)limit, msgs, &n);
     if (rc != CHAT_OK) {
         chat__req_fail(r, rc);
-        goto out;
+        return;
     }
-    o = cJSON_CreateObject();
-    arr = cJSON_AddArrayToObject(o, "messages");
-    if (arr == NULL)
-        goto oom;
+    r->status = 200;
+    chat__req_body_reset(r);
+    chat__buf_puts(&r->out, "{\"messages\":[");
     for (i = 0; i < n; i++) {
-        cJSON *m = chat__json_message(&msgs[i]);
-        if (m == NULL)
-            goto oom;
-        cJSON_AddItemToArray(arr, m);
+        if (i)
+            chat__buf_append(&r->out, ",", 1);
+        chat__json_put_message(&r->out, &msgs[i], NULL);
     }
-    chat__req_reply(r, 200, o);
-    o = NULL;
-    goto out;
-oom:
-    chat__req_fail(r, CHAT_ENOMEM);
-out:
-    cJSON_Delete(o);
-    chat__free(msgs);
+    if (chat__buf_puts(&r->out, "]}") != CHAT_OK)
+        chat__req_fail(r, CHAT_ENOMEM);
 }
 
 static void h_message(chat__req *r, void *ud)
@@ -199,7 +214,6 @@ static void h_message(chat__req *r, void *ud)
     const char *fields = chat__req_query(r, "fields");
     char *content = NULL;
     chat_message m;
-    cJSON *o;
     int rc;
 
     if (mid == NULL || check_member(svc, r, id))
@@ -218,14 +232,12 @@ static void h_message(chat__req *r, void *ud)
         chat__req_fail(r, rc);
         return;
     }
-    o = chat__json_message(&m);
-    if (o == NULL || (fields && !strcmp(fields, "full") &&
-                      !cJSON_AddStringToObject(o, "content", content))) {
-        cJSON_Delete(o);
+    r->status = 200;
+    if (chat__req_body_reset(r) != CHAT_OK ||
+        chat__json_put_message(
+            &r->out, &m, fields && !strcmp(fields, "full") ? content : NULL) !=
+            CHAT_OK)
         chat__req_fail(r, CHAT_ENOMEM);
-    } else {
-        chat__req_reply(r, 200, o);
-    }
     chat_free(content);
 }
 

@@ -32,8 +32,13 @@ int chat__messages_mount(chat__svc *svc);
 
 /* The user as others see it; with_email for the user themself. */
 cJSON *chat__json_user(const chat_user *u, int with_email);
-/* A message preview (the message:new shape). */
-cJSON *chat__json_message(const chat_message *m);
+/* A message preview (the message:new shape), written straight into b
+ * without building a cJSON tree: sends and history pages are the hot
+ * paths. content (may be NULL) adds the "content" field. */
+int chat__json_put_message(chat__buf *b, const chat_message *m,
+                           const char *content);
+/* Append s as a quoted, escaped JSON string. */
+int chat__json_put_str(chat__buf *b, const char *s);
 /* A conversation seen by its viewer; members may be NULL. */
 cJSON *chat__json_conv(const chat_conv *c, const chat_member *members,
                        int nmembers);

@@ -146,7 +146,7 @@ static void h_register(chat__req *r, void *ud)
     }
     chat__metrics_inc(chat__http_metrics(r->http), CHAT__C_USERS_REGISTERED);
     chat__req_reply(r, 201, chat__json_user(&u, 1));
-    if (r->out.len == 0)
+    if (CHAT__REQ_BODY_LEN(r) == 0)
         chat__req_fail(r, CHAT_ENOMEM);
 out:
     cJSON_Delete(body);

@@ -61,10 +61,10 @@ print("}")
 PY
 }
 
-run_wrk() { # name script conns
+run_wrk() { # name script conns (wrk threads = min(2, conns))
     local c0 w0 c1
     c0=$(cpu "$pid")
-    BENCH_PAIRS=$tmp/pairs.lua wrk -t2 -c"$3" -d"${secs}s" --latency -s "$here/$2" "$base" \
+    BENCH_PAIRS=$tmp/pairs.lua wrk -t"$(( $3 < 2 ? $3 : 2 ))" -c"$3" -d"${secs}s" --latency -s "$here/$2" "$base" \
         > "$tmp/wrk.out" &
     local wpid=$!
     sleep 1; w0=$(cpu "$wpid" 2>/dev/null || echo 0)
@@ -85,7 +85,8 @@ for sync in full normal; do
     setup_users
     run_wrk "sends (sync=$sync)" send.lua 64
     if [ "$sync" = full ]; then
-        run_wrk "history 200/page" history.lua 16
+        run_wrk "history 200/page c=16" history.lua 16
+        run_wrk "history 200/page c=1" history.lua 1
     fi
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
 done
