@@ -61,13 +61,12 @@ print("}")
 PY
 }
 
-run_wrk() { # name script conns (wrk threads = min(2, conns))
-    local c0 w0 c1
+run_wrk() { # name script conns
+    local c0 c1
     c0=$(cpu "$pid")
-    BENCH_PAIRS=$tmp/pairs.lua wrk -t"$(( $3 < 2 ? $3 : 2 ))" -c"$3" -d"${secs}s" --latency -s "$here/$2" "$base" \
+    BENCH_PAIRS=$tmp/pairs.lua wrk -t1 -c"$3" -d"${secs}s" --latency -s "$here/$2" "$base" \
         > "$tmp/wrk.out" &
     local wpid=$!
-    sleep 1; w0=$(cpu "$wpid" 2>/dev/null || echo 0)
     wait "$wpid"
     c1=$(cpu "$pid")
     local rps p50 p99
@@ -83,11 +82,12 @@ run_wrk() { # name script conns (wrk threads = min(2, conns))
 for sync in full normal; do
     start "$sync"
     setup_users
-    run_wrk "sends (sync=$sync)" send.lua 64
+    run_wrk "sends c=64 (sync=$sync)" send.lua 64
+    run_wrk "sends c=256 (sync=$sync)" send.lua 256
     if [ "$sync" = full ]; then
         run_wrk "history 200/page c=16" history.lua 16
         run_wrk "history 200/page c=1" history.lua 1
     fi
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
 done
-echo "wrk: 2 threads on the same 2-core machine (its CPU competes with chatd's)"
+echo "wrk: 1 thread on the same 2-core machine (its CPU competes with chatd's)"
