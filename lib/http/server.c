@@ -620,8 +620,17 @@ static int on_http(chat__http *h, struct lws *wsi, struct pss *pss,
         return 0;
     }
     chat__free(ctype);
-    if (clen > 0 ||
-        lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0)
+    if (clen < 0 &&
+        lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+        /* lws does not decode chunked request bodies: refuse rather than
+         * wait for a body that never completes */
+        pss->close_after = 1;
+        chat__req_error(r, 411, "length_required",
+                        "send the body with a Content-Length");
+        respond_now(h, wsi, pss);
+        return 0;
+    }
+    if (clen > 0)
         return 0; /* the body follows */
     dispatch(h, wsi, pss);
     return 0;

@@ -379,6 +379,15 @@ START_TEST(routing_and_media_type)
     r = th_req_raw(&S, "POST", "/api/users/auth/login", NULL, "hello", 5, text);
     EXPECT_ERR(r, 415, NULL);
     th_resp_free(&r);
+    /* chunked request bodies are refused, not waited for */
+    {
+        const char *const chunked[] = {"Transfer-Encoding: chunked", NULL};
+        r = th_req(&S, "POST", "/api/users/auth/login", NULL,
+                   "{\"email\":\"a@b.io\",\"password\":\"password1\"}",
+                   chunked);
+        EXPECT_ERR(r, 411, "length_required");
+        th_resp_free(&r);
+    }
 }
 END_TEST
 
