@@ -11,24 +11,6 @@
 /* Largest integer a JSON number carries exactly (2^53). */
 #define JSON_INT_MAX 9007199254740992.0
 
-/* Load the conversation for the requesting member: answers 404/403 and
- * returns non-zero when it is unknown or not theirs. */
-static int load_conv(chat__svc *svc, chat__req *r, const char *id, chat_conv *c)
-{
-    int rc = chat_store_conv_get(svc->store, id, r->user_id, c);
-
-    if (rc == CHAT_OK)
-        return 0;
-    if (rc == CHAT_ENOTFOUND)
-        chat__req_error(r, 404, "not_found", "no such conversation");
-    else if (rc == CHAT_EPERM)
-        chat__req_error(r, 403, "forbidden",
-                        "you are not a member of this conversation");
-    else
-        chat__req_fail(r, rc);
-    return -1;
-}
-
 /* Answer the conversation with its member list. */
 static void reply_conv(chat__svc *svc, chat__req *r, const char *id, int status)
 {
@@ -37,7 +19,7 @@ static void reply_conv(chat__svc *svc, chat__req *r, const char *id, int status)
     cJSON *o;
     int n = 0, rc;
 
-    if (load_conv(svc, r, id, &c))
+    if (chat__svc_conv(svc, r, id, &c))
         return;
     members = chat__calloc(CHAT_GROUP_MAX_MEMBERS, sizeof *members);
     if (members == NULL) {
@@ -256,7 +238,7 @@ static void h_invite(chat__req *r, void *ud)
     chat_conv c;
     int rc;
 
-    if (id == NULL || load_conv(svc, r, id, &c))
+    if (id == NULL || chat__svc_conv(svc, r, id, &c))
         return;
     if (c.kind != CHAT_CONV_GROUP) {
         chat__req_error(r, 422, "validation_failed",
@@ -312,7 +294,7 @@ static void h_remove(chat__req *r, void *ud)
     chat_member target;
     int self, rc, n = 0;
 
-    if (uid == NULL || load_conv(svc, r, id, &c))
+    if (uid == NULL || chat__svc_conv(svc, r, id, &c))
         return;
     if (c.kind != CHAT_CONV_GROUP) {
         chat__req_error(r, 422, "validation_failed",
@@ -370,7 +352,7 @@ static void h_read_put(chat__req *r, void *ud)
     int64_t stored = 0;
     int rc;
 
-    if (id == NULL || load_conv(svc, r, id, &c))
+    if (id == NULL || chat__svc_conv(svc, r, id, &c))
         return;
     if ((body = chat__req_json(r)) == NULL)
         return;
@@ -416,7 +398,7 @@ static void h_read_get(chat__req *r, void *ud)
     chat_conv c;
     int n = 0, rc, i;
 
-    if (id == NULL || load_conv(svc, r, id, &c))
+    if (id == NULL || chat__svc_conv(svc, r, id, &c))
         return;
     all = chat__calloc(CHAT_GROUP_MAX_MEMBERS, sizeof *all);
     if (all == NULL) {

@@ -8,24 +8,6 @@
 
 #define P "/api/messages"
 
-/* The sender must be a member: answers 404/403 otherwise. */
-static int check_member(chat__svc *svc, chat__req *r, const char *conv_id)
-{
-    chat_conv c;
-    int rc = chat_store_conv_get(svc->store, conv_id, r->user_id, &c);
-
-    if (rc == CHAT_OK)
-        return 0;
-    if (rc == CHAT_ENOTFOUND)
-        chat__req_error(r, 404, "not_found", "no such conversation");
-    else if (rc == CHAT_EPERM)
-        chat__req_error(r, 403, "forbidden",
-                        "you are not a member of this conversation");
-    else
-        chat__req_fail(r, rc);
-    return -1;
-}
-
 /* Runs on the log's writer thread once the batch is durable. */
 static void on_appended(int rc, const chat_message *m, int created, void *ud)
 {
@@ -72,7 +54,7 @@ static void h_send(chat__req *r, void *ud)
     cJSON *body = NULL;
     int retry, rc;
 
-    if (id == NULL || check_member(svc, r, id))
+    if (id == NULL || chat__svc_conv(svc, r, id, NULL))
         return;
     if (chat__ratelimit_take(chat__http_ratelimit(r->http), &svc->rate_send,
                              r->user_id, &retry) != CHAT_OK) {
@@ -182,7 +164,7 @@ static void h_history(chat__req *r, void *ud)
     }
     if (limit < 0)
         limit = CHAT_PAGE_DEFAULT;
-    if (check_member(svc, r, id))
+    if (chat__svc_conv(svc, r, id, NULL))
         return;
     if ((msgs = page_buffer()) == NULL) {
         chat__req_fail(r, CHAT_ENOMEM);
@@ -216,7 +198,7 @@ static void h_message(chat__req *r, void *ud)
     chat_message m;
     int rc;
 
-    if (mid == NULL || check_member(svc, r, id))
+    if (mid == NULL || chat__svc_conv(svc, r, id, NULL))
         return;
     if (fields && strcmp(fields, "full") && strcmp(fields, "preview")) {
         chat__req_error(r, 422, "validation_failed",

@@ -28,7 +28,8 @@ int chat__users_mount(chat__svc *svc);
 int chat__chats_mount(chat__svc *svc);
 int chat__messages_mount(chat__svc *svc);
 
-/* ---- JSON helpers shared by the services (json.c) ------------------------ */
+/* ---- shared by the services (common.c) ------------------------------------
+ */
 
 /* The user as others see it; with_email for the user themself. */
 cJSON *chat__json_user(const chat_user *u, int with_email);
@@ -51,6 +52,10 @@ int chat__json_add_time(cJSON *o, const char *key, int64_t ms);
  * non-zero r->status means the request has been answered. */
 const char *chat__field_str(chat__req *r, const cJSON *obj, const char *key,
                             size_t max, int required);
+/* Load conversation id for the requesting user into c (may be NULL).
+ * Answers 404 (no such conversation) or 403 (not a member) and returns
+ * non-zero when the user may not see it. */
+int chat__svc_conv(chat__svc *svc, chat__req *r, const char *id, chat_conv *c);
 /* A path parameter that must be a UUID; answers 404 and returns NULL. */
 const char *chat__param_id(chat__req *r, int i, const char *what);
 

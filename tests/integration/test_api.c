@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "check_run.h"
 
 static const char *const no_limits[] = {
     "CHAT_RATE_SEND=off", "CHAT_RATE_TOKEN=off", "CHAT_RATE_LOGIN_IP=off",
@@ -722,8 +723,6 @@ int main(void)
 {
     Suite *s = suite_create("api");
     TCase *tc = tcase_create("chatd");
-    SRunner *sr;
-    int failed;
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
@@ -739,9 +738,5 @@ int main(void)
     tcase_add_test(tc, cors_when_configured);
     tcase_add_test(tc, sigterm_exits_cleanly);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return chat_test_run(s);
 }

@@ -9,6 +9,7 @@
 #include <chat/chat.h>
 
 #include "harness.h"
+#include "check_run.h"
 
 #define SECRET "integration-test-secret-0123456789abcdef"
 
@@ -457,8 +458,6 @@ int main(void)
 {
     Suite *s = suite_create("hostile");
     TCase *tc = tcase_create("chatd");
-    SRunner *sr;
-    int failed;
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
@@ -471,9 +470,5 @@ int main(void)
     tcase_add_test(tc, routing_and_media_type);
     tcase_add_test(tc, floods_hit_rate_limits);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return chat_test_run(s);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <chat/chat.h>
+#include "check_run.h"
 
 #define KEY  "0123456789abcdef0123456789abcdef"
 #define KLEN (sizeof KEY - 1)
@@ -190,8 +191,6 @@ int main(void)
 {
     Suite *s = suite_create("auth");
     TCase *tc = tcase_create("auth");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, passwords);
@@ -201,9 +200,5 @@ int main(void)
     tcase_add_test(tc, jwt_arguments);
     tcase_add_test(tc, refresh_tokens);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return chat_test_run(s);
 }

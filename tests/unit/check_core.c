@@ -10,6 +10,7 @@
 
 #include "core/internal.h"
 #include "core/pool.h"
+#include "check_run.h"
 
 START_TEST(errors)
 {
@@ -309,8 +310,6 @@ int main(void)
 {
     Suite *s = suite_create("core");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, errors);
     tcase_add_test(tc, errors_thread_local);
@@ -324,9 +323,5 @@ int main(void)
     tcase_add_test(tc, pool);
     tcase_add_test(tc, version);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return chat_test_run(s);
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "http/http.h"
+#include "check_run.h"
 
 START_TEST(rate_parse)
 {
@@ -155,8 +156,6 @@ int main(void)
 {
     Suite *s = suite_create("http");
     TCase *tc = tcase_create("http");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, rate_parse);
@@ -165,9 +164,5 @@ int main(void)
     tcase_add_test(tc, concurrent_exact);
     tcase_add_test(tc, metrics_render);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return chat_test_run(s);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <chat/chat.h>
+#include "check_run.h"
 
 static char g_dir[64], g_path[128];
 static chat_store *S;
@@ -264,8 +265,6 @@ int main(void)
 {
     Suite *s = suite_create("log");
     TCase *tc = tcase_create("sqlite");
-    SRunner *sr;
-    int failed;
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
@@ -276,9 +275,5 @@ int main(void)
     tcase_add_test(tc, gapless_under_concurrency);
     tcase_add_test(tc, free_drains_queue_and_data_persists);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return chat_test_run(s);
 }

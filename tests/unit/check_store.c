@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chat/chat.h>
+#include "check_run.h"
 
 static char g_dir[64];
 static char g_path[128];
@@ -345,8 +346,6 @@ int main(void)
 {
     Suite *s = suite_create("store");
     TCase *tc = tcase_create("sqlite");
-    SRunner *sr;
-    int failed;
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
@@ -357,9 +356,5 @@ int main(void)
     tcase_add_test(tc, list_paging_touch_and_read);
     tcase_add_test(tc, persists_across_reopen);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return chat_test_run(s);
 }

@@ -1,4 +1,5 @@
-/* JSON shapes shared by the services: one place defines each wire object. */
+/* What the services share: one place defines each wire object, and the
+ * checks every handler makes. */
 #include <string.h>
 
 #include "services/services.h"
@@ -202,4 +203,21 @@ const char *chat__param_id(chat__req *r, int i, const char *what)
         return NULL;
     }
     return id;
+}
+
+int chat__svc_conv(chat__svc *svc, chat__req *r, const char *id, chat_conv *c)
+{
+    chat_conv tmp;
+    int rc = chat_store_conv_get(svc->store, id, r->user_id, c ? c : &tmp);
+
+    if (rc == CHAT_OK)
+        return 0;
+    if (rc == CHAT_ENOTFOUND)
+        chat__req_error(r, 404, "not_found", "no such conversation");
+    else if (rc == CHAT_EPERM)
+        chat__req_error(r, 403, "forbidden",
+                        "you are not a member of this conversation");
+    else
+        chat__req_fail(r, rc);
+    return -1;
 }
