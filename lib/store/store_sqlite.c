@@ -26,6 +26,20 @@ static int step_done(chat__db *d, sqlite3_stmt *st, const char *what)
                                                  : chat__db_error(d, rc, what);
 }
 
+/* 1 if the one-parameter query sql returns a row, 0 if not, -1 on error. */
+static int row_exists(chat__db *d, const char *sql, const char *arg)
+{
+    sqlite3_stmt *st = chat__db_stmt(d, sql);
+    int rc;
+
+    if (st == NULL)
+        return -1;
+    chat__bind_text(st, 1, arg);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
 /* ---- users --------------------------------------------------------------- */
 
 #define USER_COLS "id, email, username, password_hash, created_at"
@@ -52,26 +66,19 @@ static int user_create(chat_store *s, const chat_user *u)
         "INSERT INTO users (" USER_COLS ") VALUES (?1, ?2, ?3, ?4, ?5)";
     WITH_DB(s, d);
     sqlite3_stmt *st;
-    int rc;
+    int rc, found;
 
     if ((rc = chat__db_exec(d, "BEGIN IMMEDIATE")) != CHAT_OK)
         goto out;
-    if (!(st = chat__db_stmt(d, q_email))) {
-        rc = CHAT_EIO;
+    if ((found = row_exists(d, q_email, u->email)) != 0) {
+        rc = found < 0
+                 ? CHAT_EIO
+                 : chat__error(CHAT_ECONFLICT, "email already registered");
         goto rollback;
     }
-    chat__bind_text(st, 1, u->email);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        rc = chat__error(CHAT_ECONFLICT, "email already registered");
-        goto rollback;
-    }
-    if (!(st = chat__db_stmt(d, q_name))) {
-        rc = CHAT_EIO;
-        goto rollback;
-    }
-    chat__bind_text(st, 1, u->username);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        rc = chat__error(CHAT_ECONFLICT, "username already taken");
+    if ((found = row_exists(d, q_name, u->username)) != 0) {
+        rc = found < 0 ? CHAT_EIO
+                       : chat__error(CHAT_ECONFLICT, "username already taken");
         goto rollback;
     }
     if (!(st = chat__db_stmt(d, q_ins))) {
@@ -386,15 +393,7 @@ static int conv_get(chat_store *s, const char *conv_id, const char *viewer,
 static int user_exists(chat__db *d, const char *id)
 {
     static const char q[] = "SELECT 1 FROM users WHERE id = ?1";
-    sqlite3_stmt *st = chat__db_stmt(d, q);
-    int found;
-
-    if (st == NULL)
-        return -1;
-    chat__bind_text(st, 1, id);
-    found = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_reset(st);
-    return found;
+    return row_exists(d, q, id);
 }
 
 static int insert_conv(chat__db *d, const char *id, int kind, const char *title,
