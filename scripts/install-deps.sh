@@ -5,7 +5,7 @@
 set -euo pipefail
 
 pkgs=(
-    build-essential cmake pkg-config clang-14 clang-format-14
+    build-essential cmake pkg-config clang-14 libclang-rt-14-dev clang-format-14
     libwebsockets-dev libcurl4-openssl-dev libcjson-dev libsodium-dev
     libsqlite3-dev check curl wrk
 )

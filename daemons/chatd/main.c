@@ -154,6 +154,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "chatd: cannot create %s: %s\n", dir, strerror(errno));
         return 1;
     }
+    if (getenv("JWT_SECRET") && getenv("JWT_SECRET")[0] &&
+        strlen(getenv("JWT_SECRET")) < CHAT_JWT_SECRET_MIN) {
+        fprintf(stderr, "chatd: JWT_SECRET must be at least %d bytes\n",
+                CHAT_JWT_SECRET_MIN);
+        return 2;
+    }
     if ((secret = chatd_jwt_secret(dir, &secret_len)) == NULL)
         return 1;
 
@@ -196,6 +202,8 @@ int main(int argc, char **argv)
 
     if ((rc = chat_server_new(&srv, &so)) != CHAT_OK) {
         fprintf(stderr, "chatd: %s\n", chat_error_last()->message);
+        if (rc == CHAT_EINVAL)
+            status = 2; /* a bad value, e.g. a rate */
         goto out;
     }
     publish_server(srv);
