@@ -267,6 +267,11 @@ typedef struct chat_append {
     const char *client_msg_id; /**< NULL: not idempotent */
     const char *content;       /**< valid UTF-8, 1..CHAT_MESSAGE_MAX_BYTES */
     size_t content_len;
+    /** 1: refuse unless the sender is a member (CHAT_EPERM; CHAT_ENOTFOUND
+     *  for an unknown conversation), checked in the insert's transaction.
+     *  Only logs that touch the store (chat_log_touches_store()) can;
+     *  others return CHAT_EINVAL from chat_log_append(). */
+    int require_member;
 } chat_append;
 
 /**

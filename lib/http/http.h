@@ -35,9 +35,9 @@ enum {
 /* Route flags. */
 #define CHAT__ROUTE_AUTH 1u /* requires a valid access token */
 #define CHAT__ROUTE_SLOW 2u /* CPU-heavy (argon2id): the slow pool */
-#define CHAT__ROUTE_INLINE                                                     \
-    4u /* cheap, non-blocking: run on the service                              \
-          thread (health, metrics) */
+/* Never blocks: runs on the service thread (health, metrics, and sends
+ * when the log checks membership itself). The handler may defer. */
+#define CHAT__ROUTE_INLINE 4u
 
 typedef void (*chat__route_fn)(chat__req *r, void *userdata);
 

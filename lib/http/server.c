@@ -260,31 +260,39 @@ void chat__req_finish(chat__req *r)
         lws_cancel_service(h->ctx);
 }
 
-/* Worker side: authenticate, rate-limit, run the handler. */
-static void req_run(chat__task *t)
+/* Authenticate and rate-limit a CHAT__ROUTE_AUTH request, then run its
+ * handler. Returns 1 if the handler deferred the request (it may already
+ * be finished and freed by another thread: do not touch it), else 0 with
+ * the response in r. Any thread. */
+static int req_handle(chat__req *r)
 {
-    chat__req *r = (chat__req *)t;
     chat__http *h = r->http;
     int retry;
 
     if (r->route->flags & CHAT__ROUTE_AUTH) {
         if (chat__req_authenticate(r) != CHAT_OK)
-            goto done;
+            return 0;
         if (chat__ratelimit_take(h->rl, &h->token_rate, r->token_id, &retry) !=
             CHAT_OK) {
             chat__metrics_inc(h->metrics, CHAT__C_RATE_TOKEN);
             r->retry_after = retry;
             chat__req_error(r, 429, "rate_limited",
                             "too many requests for this token");
-            goto done;
+            return 0;
         }
     }
     t_deferred = NULL;
     r->route->fn(r, r->route->userdata);
-    if (t_deferred == r)
-        return; /* r may already be gone */
-done:
-    chat__req_finish(r);
+    return t_deferred == r;
+}
+
+/* Worker side: handle, then hand the response back. */
+static void req_run(chat__task *t)
+{
+    chat__req *r = (chat__req *)t;
+
+    if (!req_handle(r))
+        chat__req_finish(r);
 }
 
 /* ---- the service thread ----------------------------------------------------
@@ -431,8 +439,12 @@ static void dispatch(chat__http *h, struct lws *wsi, struct pss *pss)
         return;
     }
     if (r->route->flags & CHAT__ROUTE_INLINE) {
-        r->route->fn(r, r->route->userdata);
-        respond_now(h, wsi, pss);
+        /* Owned elsewhere while the handler runs: if it defers, the
+         * completion arrives through the done queue like a worker's, and a
+         * close meanwhile must orphan the request, not free it. */
+        pss->state = REQ_QUEUED;
+        if (!req_handle(r))
+            respond_now(h, wsi, pss);
         return;
     }
     pool = (r->route->flags & CHAT__ROUTE_SLOW) ? h->slow : h->pool;

@@ -52,9 +52,12 @@ static void h_send(chat__req *r, void *ud)
     const char *content, *cmid;
     chat_append req;
     cJSON *body = NULL;
-    int retry, rc;
+    int retry, rc, log_checks = chat_log_touches_store(svc->log);
 
-    if (id == NULL || chat__svc_conv(svc, r, id, NULL))
+    /* A log that shares the store's database checks membership inside the
+     * append's transaction; then this handler never blocks and runs on the
+     * service thread (see chat__messages_mount). */
+    if (id == NULL || (!log_checks && chat__svc_conv(svc, r, id, NULL)))
         return;
     if (chat__ratelimit_take(chat__http_ratelimit(r->http), &svc->rate_send,
                              r->user_id, &retry) != CHAT_OK) {
@@ -82,6 +85,7 @@ static void h_send(chat__req *r, void *ud)
     req.client_msg_id = cmid;
     req.content = content;
     req.content_len = strlen(content);
+    req.require_member = log_checks;
     /* The log copies the request; the answer comes from its writer once
      * the batch holding this message is committed. */
     chat__req_defer(r);
@@ -229,8 +233,10 @@ int chat__messages_mount(chat__svc *svc)
     const unsigned A = CHAT__ROUTE_AUTH;
     int rc;
 
-    if ((rc = chat__http_route(h, CHAT__POST, P "/conversations/{id}/messages",
-                               A, h_send, svc)) ||
+    if ((rc = chat__http_route(
+             h, CHAT__POST, P "/conversations/{id}/messages",
+             A | (chat_log_touches_store(svc->log) ? CHAT__ROUTE_INLINE : 0u),
+             h_send, svc)) ||
         (rc = chat__http_route(h, CHAT__GET, P "/conversations/{id}/messages",
                                A, h_history, svc)) ||
         (rc = chat__http_route(h, CHAT__GET,

@@ -13,6 +13,7 @@ typedef struct pending {
     char conv[CHAT_ID_LEN + 1];
     char sender[CHAT_ID_LEN + 1];
     char cmid[CHAT_CLIENT_MSG_ID_MAX + 1]; /* "" = none */
+    int require_member;
     size_t len;
     /* result */
     int rc;
@@ -88,6 +89,10 @@ static void read_msg(sqlite3_stmt *st, chat_message *m)
 /* Store one append inside the writer's open transaction. */
 static int apply(sqlite_log *l, pending *p)
 {
+    static const char q_member[] =
+        "SELECT (SELECT 1 FROM conversations WHERE id = ?1),"
+        " (SELECT 1 FROM members WHERE conversation_id = ?1"
+        " AND user_id = ?2)";
     static const char q_idem[] =
         "SELECT " MSG_COLS " FROM messages WHERE conversation_id = ?1"
         " AND sender_id = ?2 AND client_msg_id = ?3";
@@ -103,6 +108,25 @@ static int apply(sqlite_log *l, pending *p)
     size_t cut;
     int rc;
 
+    p->rc = CHAT_OK;
+    if (p->require_member) {
+        /* a refusal is this append's answer, not a failure of the batch */
+        if (!(st = chat__db_stmt(d, q_member)))
+            return CHAT_EIO;
+        chat__bind_text(st, 1, p->conv);
+        chat__bind_text(st, 2, p->sender);
+        if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+            sqlite3_reset(st);
+            return chat__db_error(d, rc, "membership");
+        }
+        if (sqlite3_column_type(st, 0) == SQLITE_NULL)
+            p->rc = CHAT_ENOTFOUND;
+        else if (sqlite3_column_type(st, 1) == SQLITE_NULL)
+            p->rc = CHAT_EPERM;
+        sqlite3_reset(st);
+        if (p->rc != CHAT_OK)
+            return CHAT_OK;
+    }
     if (p->cmid[0]) {
         if (!(st = chat__db_stmt(d, q_idem)))
             return CHAT_EIO;
@@ -174,11 +198,8 @@ static void commit_batch(sqlite_log *l, pending *batch)
         rc = apply(l, p);
     if (rc == CHAT_OK)
         rc = chat__db_exec(&l->writer, "COMMIT");
-    if (rc == CHAT_OK) {
-        for (p = batch; p; p = p->next)
-            p->rc = CHAT_OK;
-        return;
-    }
+    if (rc == CHAT_OK)
+        return; /* each p->rc is CHAT_OK or its refusal */
     chat__db_exec(&l->writer, "ROLLBACK");
     if (batch->next == NULL) {
         batch->rc = rc;
@@ -221,7 +242,11 @@ static void *writer_main(void *arg)
         commit_batch(l, batch);
         for (p = batch; p; p = next) {
             next = p->next;
-            if (p->rc != CHAT_OK)
+            if (p->rc == CHAT_EPERM)
+                chat__error(p->rc, "not a member of this conversation");
+            else if (p->rc == CHAT_ENOTFOUND)
+                chat__error(p->rc, "no such conversation");
+            else if (p->rc != CHAT_OK)
                 chat__error(p->rc, "%s", chat_error_last()->message);
             p->cb(p->rc, p->rc == CHAT_OK ? &p->msg : NULL, p->created,
                   p->userdata);
@@ -245,6 +270,8 @@ static int log_append(chat_log *base, const chat_append *req, chat_append_cb cb,
     if (strlen(req->conversation_id) != CHAT_ID_LEN ||
         strlen(req->sender_id) != CHAT_ID_LEN)
         return chat__error(CHAT_EINVAL, "ids must be UUIDs");
+    if (req->require_member && !l->o.touch_store)
+        return chat__error(CHAT_EINVAL, "this log cannot check membership");
     if ((req->client_msg_id && cmlen == 0) || cmlen > CHAT_CLIENT_MSG_ID_MAX)
         return chat__error(CHAT_EINVAL, "client_msg_id must be 1 to %d bytes",
                            CHAT_CLIENT_MSG_ID_MAX);
@@ -258,6 +285,7 @@ static int log_append(chat_log *base, const chat_append *req, chat_append_cb cb,
     chat__ascii_lower(p->sender, req->sender_id, sizeof p->sender);
     if (cmlen)
         memcpy(p->cmid, req->client_msg_id, cmlen + 1);
+    p->require_member = req->require_member;
     p->len = req->content_len;
     memcpy(p->content, req->content, req->content_len);
     p->content[p->len] = '\0';

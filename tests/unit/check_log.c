@@ -66,7 +66,7 @@ static void teardown(void)
 static int append(const char *sender, const char *text, const char *cmid,
                   chat_message *out, int *created)
 {
-    chat_append a = {C.id, sender, cmid, text, strlen(text)};
+    chat_append a = {C.id, sender, cmid, text, strlen(text), 0};
     return chat_log_append_wait(L, &a, out, created);
 }
 
@@ -98,7 +98,7 @@ END_TEST
 START_TEST(rejects_bad_content)
 {
     char big[CHAT_MESSAGE_MAX_BYTES + 2];
-    chat_append a = {C.id, A.id, NULL, "", 0};
+    chat_append a = {C.id, A.id, NULL, "", 0, 0};
     chat_message m;
 
     ck_assert_int_eq(chat_log_append_wait(L, &a, &m, NULL), CHAT_EINVAL);
@@ -243,7 +243,7 @@ static void count_cb(int rc, const chat_message *m, int created, void *ud)
 
 START_TEST(free_drains_queue_and_data_persists)
 {
-    chat_append a = {C.id, A.id, NULL, "queued", 6};
+    chat_append a = {C.id, A.id, NULL, "queued", 6, 0};
     chat_message page[10];
     int i, n;
 
@@ -261,6 +261,57 @@ START_TEST(free_drains_queue_and_data_persists)
 }
 END_TEST
 
+static atomic_int g_ok, g_perm;
+static void tally(int rc, const chat_message *m, int created, void *ud)
+{
+    (void)created;
+    (void)ud;
+    if (rc == CHAT_OK && m != NULL)
+        atomic_fetch_add(&g_ok, 1);
+    else if (rc == CHAT_EPERM && m == NULL)
+        atomic_fetch_add(&g_perm, 1);
+}
+
+START_TEST(membership_in_the_transaction)
+{
+    chat_user c;
+    chat_message m;
+    chat_append a = {C.id, A.id, NULL, "member", 6, 1};
+    chat_log *plain;
+    chat_sqlite_opts o = CHAT_SQLITE_OPTS_INIT;
+    int i;
+
+    mkuser("carol", &c);
+    ck_assert_int_eq(chat_log_append_wait(L, &a, &m, NULL), CHAT_OK);
+    ck_assert_int_eq(m.seq, 1);
+    a.sender_id = c.id;
+    ck_assert_int_eq(chat_log_append_wait(L, &a, &m, NULL), CHAT_EPERM);
+    ck_assert_ptr_nonnull(strstr(chat_error_last()->message, "member"));
+    a.conversation_id = "00000000-0000-7000-8000-000000000000";
+    ck_assert_int_eq(chat_log_append_wait(L, &a, &m, NULL), CHAT_ENOTFOUND);
+    /* refusals in a batch do not fail the members' appends around them */
+    atomic_store(&g_ok, 0);
+    atomic_store(&g_perm, 0);
+    a.conversation_id = C.id;
+    for (i = 0; i < 200; i++) {
+        a.sender_id = i % 3 ? A.id : c.id;
+        ck_assert_int_eq(chat_log_append(L, &a, tally, NULL), CHAT_OK);
+    }
+    chat_log_free(L);
+    open_log(0);
+    ck_assert_int_eq(atomic_load(&g_ok), 133);
+    ck_assert_int_eq(atomic_load(&g_perm), 67);
+    a.sender_id = A.id;
+    ck_assert_int_eq(chat_log_append_wait(L, &a, &m, NULL), CHAT_OK);
+    ck_assert_int_eq(m.seq, 135); /* gapless: refusals took no seq */
+    /* a log that does not share the store cannot check */
+    o.sync_full = 0;
+    ck_assert_int_eq(chat_log_sqlite_open(&plain, g_path, &o), CHAT_OK);
+    ck_assert_int_eq(chat_log_append_wait(plain, &a, &m, NULL), CHAT_EINVAL);
+    chat_log_free(plain);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("log");
@@ -274,6 +325,7 @@ int main(void)
     tcase_add_test(tc, range_paging);
     tcase_add_test(tc, gapless_under_concurrency);
     tcase_add_test(tc, free_drains_queue_and_data_persists);
+    tcase_add_test(tc, membership_in_the_transaction);
     suite_add_tcase(s, tc);
     return chat_test_run(s);
 }
