@@ -24,15 +24,16 @@ run: build
 	$(BUILD)/daemons/chatd/chatd --listen $(LISTEN) --data-dir $(DATA_DIR)
 
 # The whole suite: the release build's tests (gcc), then the unit and
-# integration tests again under ASan+UBSan built with clang, so both
-# compilers' warnings fail the build.
+# integration tests again under ASan+UBSan built with clang (so both
+# compilers' warnings fail the build), with the libFuzzer targets run for
+# a bounded time.
 test: test-release test-asan
 
 test-release: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 600
 
 test-asan: deps
-	CC=clang-14 cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DCHAT_SANITIZE=ON $(CMAKE_FLAGS)
+	CC=clang-14 cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DCHAT_SANITIZE=ON -DCHAT_FUZZ=ON $(CMAKE_FLAGS)
 	cmake --build $(BUILD_ASAN) -j$(JOBS)
 	cd $(BUILD_ASAN) && ctest --output-on-failure -j$(JOBS) --timeout 600 -L 'unit|integration'
 
