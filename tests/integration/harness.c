@@ -100,6 +100,11 @@ void th_restart(th_server *s)
     spawn(s);
 }
 
+void th_restart_after_crash(th_server *s)
+{
+    spawn(s);
+}
+
 static int rm_entry(const char *p, const struct stat *sb, int flag,
                     struct FTW *ftw)
 {

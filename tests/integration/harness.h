@@ -41,6 +41,8 @@ void th_start(th_server *s, const char *const *env);
 int th_stop(th_server *s, int sig);
 /* Stop with SIGTERM and start again on the same dir and port. */
 void th_restart(th_server *s);
+/* Start again on the same dir and port after the process died. */
+void th_restart_after_crash(th_server *s);
 /* Remove the temporary directory. */
 void th_cleanup(th_server *s);
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "check_run.h"
@@ -670,6 +671,97 @@ START_TEST(restart_keeps_everything)
 }
 END_TEST
 
+/* ---- kill -9 during traffic: every acknowledged send survives -------- */
+
+struct acker {
+    th_user u;
+    const char *conv;
+    volatile int stop;
+    int acked[4096]; /* seqs the server acknowledged with 201 */
+    int nacked;
+};
+
+static void *acker_main(void *p)
+{
+    struct acker *a = p;
+    int i;
+
+    for (i = 0; !a->stop && a->nacked < 4096; i++) {
+        th_resp r = send_msg(&a->u, a->conv, th_fmt("durable %d", i), NULL);
+        long status = r.status;
+        if (status == 201)
+            a->acked[a->nacked++] = (int)th_num(r.json, "seq");
+        th_resp_free(&r);
+        if (status == 0) /* the server is gone */
+            break;
+    }
+    return NULL;
+}
+
+START_TEST(sigkill_loses_no_acknowledged_send)
+{
+    struct acker *a = calloc(4, sizeof *a);
+    pthread_t t[4];
+    char *dm, *present;
+    th_user peer;
+    th_resp r;
+    int i, k, after = 0, last = 0;
+
+    th_user_new(&S, "peer", &peer);
+    for (i = 0; i < 4; i++) {
+        th_user_new(&S, th_fmt("writer%d", i), &a[i].u);
+        dm = make_dm(&a[i].u, &peer);
+        a[i].conv = dm;
+    }
+    for (i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, acker_main, &a[i]);
+    usleep(700 * 1000);
+    th_stop(&S, SIGKILL); /* no chance to flush anything */
+    for (i = 0; i < 4; i++) {
+        a[i].stop = 1;
+        pthread_join(t[i], NULL);
+    }
+    th_restart_after_crash(&S);
+    for (i = 0; i < 4; i++) {
+        ck_assert_int_gt(a[i].nacked, 0);
+        present = calloc(8192, 1);
+        after = 0;
+        last = 0;
+        for (;;) {
+            const cJSON *m, *arr;
+            r = th_req(&S, "GET",
+                       th_fmt("/api/messages/conversations/%s/messages?"
+                              "after_seq=%d&limit=200",
+                              a[i].conv, after),
+                       a[i].u.token, NULL, NULL);
+            ck_assert_int_eq(r.status, 200);
+            arr = cJSON_GetObjectItemCaseSensitive(r.json, "messages");
+            if (cJSON_GetArraySize(arr) == 0) {
+                th_resp_free(&r);
+                break;
+            }
+            cJSON_ArrayForEach(m, arr)
+            {
+                int seq = (int)th_num(m, "seq");
+                ck_assert_int_eq(seq, last + 1); /* still gapless */
+                last = seq;
+                if (seq < 8192)
+                    present[seq] = 1;
+                after = seq;
+            }
+            th_resp_free(&r);
+        }
+        for (k = 0; k < a[i].nacked; k++)
+            ck_assert_msg(present[a[i].acked[k]],
+                          "acknowledged seq %d lost after kill -9",
+                          a[i].acked[k]);
+        free(present);
+        free((void *)a[i].conv);
+    }
+    free(a);
+}
+END_TEST
+
 START_TEST(health_metrics_cors)
 {
     const char *const origin[] = {"Origin: https://app.example", NULL};
@@ -734,6 +826,7 @@ int main(void)
     tcase_add_test(tc, messages_send_history_read);
     tcase_add_test(tc, gapless_seq_concurrent);
     tcase_add_test(tc, restart_keeps_everything);
+    tcase_add_test(tc, sigkill_loses_no_acknowledged_send);
     tcase_add_test(tc, health_metrics_cors);
     tcase_add_test(tc, cors_when_configured);
     tcase_add_test(tc, sigterm_exits_cleanly);
