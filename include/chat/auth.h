@@ -21,7 +21,8 @@ CHAT_BEGIN_DECLS
  * CHAT_PWHASH_MAX - 1 characters that embeds salt and parameters.
  *
  * @return CHAT_OK, CHAT_EINVAL (NULL or longer than
- *         CHAT_PASSWORD_MAX_BYTES), CHAT_ENOMEM (hashing memory).
+ *         CHAT_PASSWORD_MAX_BYTES), CHAT_ENOMEM (hashing memory),
+ *         CHAT_ERROR (libsodium failed to initialise).
  */
 CHAT_API CHAT_WARN_UNUSED int
 chat_password_hash(const char *password, size_t len, char out[CHAT_PWHASH_MAX]);
@@ -29,15 +30,16 @@ chat_password_hash(const char *password, size_t len, char out[CHAT_PWHASH_MAX]);
 /**
  * Check @p password against a hash made by chat_password_hash().
  * @return CHAT_OK on a match, CHAT_EAUTH otherwise (also for a malformed
- *         hash), CHAT_EINVAL on NULL arguments.
+ *         or unterminated hash and for a password longer than
+ *         CHAT_PASSWORD_MAX_BYTES), CHAT_EINVAL on NULL arguments.
  */
 CHAT_API CHAT_WARN_UNUSED int
 chat_password_verify(const char *hash, const char *password, size_t len);
 
 /** Claims libchat puts in, and requires of, an access token. */
 typedef struct chat_jwt_claims {
-    char sub[CHAT_ID_LEN + 1]; /**< user id */
-    char jti[CHAT_ID_LEN + 1]; /**< token id (UUIDv7) */
+    char sub[CHAT_ID_LEN + 1]; /**< user id, a UUID string */
+    char jti[CHAT_ID_LEN + 1]; /**< token id, a UUID string (UUIDv7) */
     int64_t iat;               /**< issued at, Unix seconds */
     int64_t exp;               /**< expires at, Unix seconds */
 } chat_jwt_claims;
@@ -48,8 +50,9 @@ typedef struct chat_jwt_claims {
  * @param key     HMAC key, at least CHAT_JWT_SECRET_MIN bytes
  * @param out     receives the NUL-terminated token
  * @param outsize size of @p out; CHAT_JWT_MAX is always enough
- * @return CHAT_OK, CHAT_EINVAL (short key, empty sub), CHAT_ELIMIT (out
- *         too small).
+ * @return CHAT_OK, CHAT_EINVAL (short key, sub or jti not a UUID, iat or
+ *         exp negative or above 2^53), CHAT_ELIMIT (out too small),
+ *         CHAT_ERROR (libsodium failed to initialise).
  */
 CHAT_API CHAT_WARN_UNUSED int chat_jwt_sign(const uint8_t *key, size_t keylen,
                                             const chat_jwt_claims *claims,
@@ -59,12 +62,13 @@ CHAT_API CHAT_WARN_UNUSED int chat_jwt_sign(const uint8_t *key, size_t keylen,
  * Verify a compact JWT: header must be exactly alg HS256 (anything else,
  * "none" included, is refused), the signature is compared in constant
  * time, all three parts must be canonical base64url, and the claims must
- * hold a string sub and integer iat/exp/jti as chat_jwt_sign() writes.
+ * hold UUID strings sub and jti and integer iat/exp, as chat_jwt_sign()
+ * writes them.
  *
  * @param now   current Unix time in seconds (tests pass fixed times)
  * @param out   receives the claims on success; may be NULL
  * @return CHAT_OK, CHAT_EAUTH (malformed, wrong alg, bad signature),
- *         CHAT_EEXPIRED (valid but exp <= now).
+ *         CHAT_EEXPIRED (valid but exp <= now), CHAT_EINVAL (short key).
  */
 CHAT_API CHAT_WARN_UNUSED int chat_jwt_verify(const uint8_t *key, size_t keylen,
                                               const char *token, size_t len,
@@ -75,14 +79,15 @@ CHAT_API CHAT_WARN_UNUSED int chat_jwt_verify(const uint8_t *key, size_t keylen,
  * Make a refresh token: 32 bytes from libsodium's CSPRNG as unpadded
  * base64url (CHAT_REFRESH_TOKEN_LEN characters + NUL).
  */
-CHAT_API int chat_refresh_token_new(char out[CHAT_REFRESH_TOKEN_LEN + 1]);
+CHAT_API CHAT_WARN_UNUSED int
+chat_refresh_token_new(char out[CHAT_REFRESH_TOKEN_LEN + 1]);
 
 /**
  * SHA-256 of a refresh token's text: the only form ever stored.
  * @return CHAT_OK or CHAT_EINVAL.
  */
-CHAT_API int chat_refresh_token_hash(const char *token, size_t len,
-                                     uint8_t out[32]);
+CHAT_API CHAT_WARN_UNUSED int
+chat_refresh_token_hash(const char *token, size_t len, uint8_t out[32]);
 
 CHAT_END_DECLS
 
