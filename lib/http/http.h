@@ -131,6 +131,25 @@ chat__metrics *chat__http_metrics(chat__http *h);
 int chat__http_metrics_render(chat__http *h, chat__buf *out);
 chat__ratelimit *chat__http_ratelimit(chat__http *h);
 
+/* ---- raw endpoints (realtime transports) ----------------------------------
+ */
+
+/* A handler that takes over every request and WebSocket whose path starts
+ * with a prefix, with lws's own callback arguments (wsi, reason, in, len);
+ * *state is a per-connection slot it owns. Runs on the service thread.
+ * Return as an lws callback does (non-zero closes the connection). */
+typedef int (*chat__http_raw_fn)(void *wsi, int reason, void **state, void *in,
+                                 size_t len, void *userdata);
+/* Also called for LWS_CALLBACK_EVENT_WAIT_CANCELLED (state NULL). */
+int chat__http_raw(chat__http *h, const char *prefix, chat__http_raw_fn fn,
+                   void *userdata);
+/* 1 when the client asked to close after this response (Connection:
+ * close): the response must then say "connection: close",
+ * or a keep-alive client pool reuses a socket the server is closing. */
+int chat__http_client_closes(void *wsi);
+/* The lws context (for timers), once listening. */
+void *chat__http_lws_context(chat__http *h);
+
 /* ---- for handlers -------------------------------------------------------- */
 #define CHAT__OUT_RESERVE 1536
 /* Empty the response body (keeping the header reserve). */

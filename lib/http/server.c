@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <libwebsockets.h>
 #include <sodium.h>
@@ -22,6 +23,15 @@ enum req_state {
     REQ_RESPONDING /* service thread: waiting to write */
 };
 
+#define CHAT__MAX_RAW 4
+
+typedef struct raw_endpoint {
+    char *prefix;
+    size_t len;
+    chat__http_raw_fn fn;
+    void *userdata;
+} raw_endpoint;
+
 struct chat__http {
     chat__http_opts opts;
     uint8_t *jwt_key;
@@ -32,6 +42,8 @@ struct chat__http {
 
     chat__route routes[CHAT__MAX_ROUTES];
     int nroutes;
+    raw_endpoint raw[CHAT__MAX_RAW];
+    int nraw;
 
     chat__pool *pool;
     chat__pool *slow;
@@ -51,6 +63,8 @@ struct chat__http {
 };
 
 struct pss {
+    const raw_endpoint *raw; /* this connection belongs to a raw handler */
+    void *raw_state;
     chat__req *req;
     int state;
     int too_large;
@@ -556,6 +570,61 @@ static void req_identity(chat__http *h, struct lws *wsi, chat__req *r)
                  (unsigned long long)atomic_fetch_add(&h->next_id, 1));
 }
 
+static const raw_endpoint *raw_find(const chat__http *h, const char *path)
+{
+    int i;
+
+    for (i = 0; path && i < h->nraw; i++)
+        if (!strncmp(path, h->raw[i].prefix, h->raw[i].len))
+            return &h->raw[i];
+    return NULL;
+}
+
+static int raw_call(struct lws *wsi, struct pss *pss, int reason, void *in,
+                    size_t len)
+{
+    return pss->raw->fn(wsi, reason, &pss->raw_state, in, len,
+                        pss->raw->userdata);
+}
+
+int chat__http_raw(chat__http *h, const char *prefix, chat__http_raw_fn fn,
+                   void *userdata)
+{
+    CHAT_ASSERT_ARG(h && prefix && prefix[0] == '/' && fn);
+    if (h->nraw == CHAT__MAX_RAW)
+        return chat__error(CHAT_ELIMIT, "too many raw endpoints");
+    h->raw[h->nraw].prefix = chat__strdup(prefix);
+    if (h->raw[h->nraw].prefix == NULL)
+        return chat__error(CHAT_ENOMEM, "out of memory");
+    h->raw[h->nraw].len = strlen(prefix);
+    h->raw[h->nraw].fn = fn;
+    h->raw[h->nraw].userdata = userdata;
+    h->nraw++;
+    return CHAT_OK;
+}
+
+int chat__http_client_closes(void *vwsi)
+{
+    struct lws *wsi = vwsi;
+    char v[64];
+    int n = lws_hdr_copy(wsi, v, sizeof v, WSI_TOKEN_CONNECTION);
+
+    /* "close" among the Connection header's tokens (RFC 9112 9.6) */
+    if (n > 0) {
+        char *tok, *save = NULL;
+        for (tok = strtok_r(v, ", \t", &save); tok;
+             tok = strtok_r(NULL, ", \t", &save))
+            if (!strcasecmp(tok, "close"))
+                return 1;
+    }
+    return 0;
+}
+
+void *chat__http_lws_context(chat__http *h)
+{
+    return h->ctx;
+}
+
 static int on_http(chat__http *h, struct lws *wsi, struct pss *pss,
                    const char *uri)
 {
@@ -578,6 +647,7 @@ static int on_http(chat__http *h, struct lws *wsi, struct pss *pss,
     memset(pss, 0, sizeof *pss);
     pss->req = r;
     pss->state = REQ_RECEIVING;
+    pss->close_after = chat__http_client_closes(wsi);
     r->http = h;
     r->conn = wsi;
     r->start_us = chat__mono_us();
@@ -684,6 +754,26 @@ static void drain_done(chat__http *h)
     }
 }
 
+/* Reasons whose `user` is the connection's pss (others pass other
+ * pointers there, or nothing). */
+static int conn_reason(enum lws_callback_reasons reason)
+{
+    switch (reason) {
+    case LWS_CALLBACK_HTTP_BODY:
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+    case LWS_CALLBACK_CLOSED:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 static int callback_http(struct lws *wsi, enum lws_callback_reasons reason,
                          void *user, void *in, size_t len)
 {
@@ -691,9 +781,39 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason,
     chat__http *h = ctx ? lws_context_user(ctx) : NULL;
     struct pss *pss = user;
 
+    /* connections of raw endpoints (realtime transports) go straight to
+     * their handler, for every callback after they were claimed */
+    if (pss && conn_reason(reason) && pss->raw) {
+        int rc = raw_call(wsi, pss, (int)reason, in, len);
+        if (reason == LWS_CALLBACK_CLOSED ||
+            reason == LWS_CALLBACK_CLOSED_HTTP ||
+            reason == LWS_CALLBACK_HTTP_DROP_PROTOCOL)
+            pss->raw = NULL;
+        return rc;
+    }
     switch (reason) {
-    case LWS_CALLBACK_HTTP:
+    case LWS_CALLBACK_HTTP: {
+        const raw_endpoint *raw = raw_find(h, in);
+        if (raw) {
+            memset(pss, 0, sizeof *pss);
+            pss->raw = raw;
+            return raw_call(wsi, pss, (int)reason, in, len);
+        }
         return on_http(h, wsi, pss, in);
+    }
+
+    case LWS_CALLBACK_ESTABLISHED: {
+        /* a WebSocket: only raw endpoints take them */
+        char path[256];
+        const raw_endpoint *raw = NULL;
+        if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) > 0)
+            raw = raw_find(h, path);
+        if (raw == NULL)
+            return -1;
+        memset(pss, 0, sizeof *pss);
+        pss->raw = raw;
+        return raw_call(wsi, pss, (int)reason, in, len);
+    }
 
     case LWS_CALLBACK_HTTP_BODY:
         /* bodies of requests already answered (413, 415) are dropped */
@@ -733,8 +853,13 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason,
         return 0;
 
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-        if (h)
+        if (h) {
+            int i;
             drain_done(h);
+            for (i = 0; i < h->nraw; i++)
+                h->raw[i].fn(wsi, (int)reason, NULL, in, len,
+                             h->raw[i].userdata);
+        }
         return 0;
 
     default:
@@ -904,6 +1029,8 @@ void chat__http_free(chat__http *h)
         h->done_head = r->done_next;
         req_free(r);
     }
+    for (i = 0; i < h->nraw; i++)
+        chat__free(h->raw[i].prefix);
     for (i = 0; i < h->nroutes; i++) {
         chat__free((void *)h->routes[i].pattern);
         chat__free(h->routes[i].storage);
