@@ -140,7 +140,10 @@ chat__ratelimit *chat__http_ratelimit(chat__http *h);
  * Return as an lws callback does (non-zero closes the connection). */
 typedef int (*chat__http_raw_fn)(void *wsi, int reason, void **state, void *in,
                                  size_t len, void *userdata);
-/* Also called for LWS_CALLBACK_EVENT_WAIT_CANCELLED (state NULL). */
+/* Also called for LWS_CALLBACK_EVENT_WAIT_CANCELLED (state NULL), and
+ * with CHAT__HTTP_RAW_STOP (wsi and state NULL) once chat__http_run has
+ * stopped serving, while lws still runs: the time to close sessions. */
+#define CHAT__HTTP_RAW_STOP (-1)
 int chat__http_raw(chat__http *h, const char *prefix, chat__http_raw_fn fn,
                    void *userdata);
 /* 1 when the client asked to close after this response (Connection:

@@ -987,6 +987,7 @@ chat__ratelimit *chat__http_ratelimit(chat__http *h)
 int chat__http_run(chat__http *h)
 {
     int64_t deadline;
+    int i;
 
     CHAT_ASSERT_ARG(h && h->ctx);
     while (!atomic_load(&h->stop))
@@ -1002,6 +1003,12 @@ int chat__http_run(chat__http *h)
     if (h->open_reqs > 0)
         CHAT_LOG(CHAT_LOG_WARN, "component=http event=drain_timeout open=%d",
                  h->open_reqs);
+    for (i = 0; i < h->nraw; i++)
+        h->raw[i].fn(NULL, CHAT__HTTP_RAW_STOP, NULL, NULL, 0,
+                     h->raw[i].userdata);
+    /* let close frames and final polls leave */
+    for (i = 0; i < 5; i++)
+        lws_service(h->ctx, -1);
     return CHAT_OK;
 }
 

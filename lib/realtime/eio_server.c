@@ -35,8 +35,10 @@ struct chat__eio_session {
     size_t queued;
     lws_sorted_usec_list_t sul;
     int awaiting_pong;
-    int upgrading; /* "2probe" seen on the probe websocket */
+    int upgrading;     /* "2probe" seen on the probe websocket */
+    int close_on_poll; /* the client closed; its next poll gets a noop */
     void *user;
+    char ip[48];
     chat__eio_session *next; /* bucket chain */
 };
 
@@ -135,6 +137,7 @@ static int queue(chat__eio_session *s, int type, int binary, const char *data,
 }
 
 static void ping_cb(lws_sorted_usec_list_t *sul);
+static void close_session(chat__eio_session *s, const char *reason, int client);
 
 static void schedule(chat__eio_session *s, int ms)
 {
@@ -146,6 +149,10 @@ static void ping_cb(lws_sorted_usec_list_t *sul)
 {
     chat__eio_session *s = lws_container_of(sul, chat__eio_session, sul);
 
+    if (s->close_on_poll) {
+        close_session(s, "client close", 1);
+        return;
+    }
     if (s->awaiting_pong) {
         chat__eio_close(s, "ping timeout");
         return;
@@ -155,7 +162,8 @@ static void ping_cb(lws_sorted_usec_list_t *sul)
     schedule(s, s->e->o.ping_timeout_ms);
 }
 
-static chat__eio_session *session_new(chat__eio *e, int transport)
+static chat__eio_session *session_new(chat__eio *e, struct lws *wsi,
+                                      int transport)
 {
     chat__eio_session *s = chat__calloc(1, sizeof *s);
     uint8_t raw[15];
@@ -166,6 +174,7 @@ static chat__eio_session *session_new(chat__eio *e, int transport)
         return NULL;
     s->e = e;
     s->transport = transport;
+    lws_get_peer_simple(wsi, s->ip, sizeof s->ip);
     s->refs = 1; /* the table's */
     randombytes_buf(raw, sizeof raw);
     chat__b64url_encode(s->sid, raw, sizeof raw);
@@ -253,6 +262,11 @@ void *chat__eio_user(const chat__eio_session *s)
     return s->user;
 }
 
+const char *chat__eio_ip(const chat__eio_session *s)
+{
+    return s->ip;
+}
+
 size_t chat__eio_count(const chat__eio *e)
 {
     return e->count;
@@ -275,6 +289,13 @@ static int on_packet(chat__eio_session *s, const chat__eio_packet *p)
                                      e->o.userdata);
         return 0;
     case CHAT__EIO_CLOSE:
+        if (s->transport == T_POLLING && s->poll == NULL) {
+            /* as engine.io does: the poll the client may still have on the
+             * way gets a noop rather than an error */
+            s->close_on_poll = 1;
+            schedule(s, e->o.ping_timeout_ms);
+            return 0;
+        }
         close_session(s, "client close", 1);
         return 0;
     case CHAT__EIO_NOOP:
@@ -378,7 +399,7 @@ static int on_http(chat__eio *e, struct lws *wsi, conn *c)
             reply_error(wsi, c, 2, "Bad handshake method");
             return 0;
         }
-        s = session_new(e, T_POLLING);
+        s = session_new(e, wsi, T_POLLING);
         if (s == NULL)
             return -1;
         attach(c, s, C_POLL);
@@ -398,6 +419,11 @@ static int on_http(chat__eio *e, struct lws *wsi, conn *c)
         return 0;
     }
     if (get) {
+        if (s->close_on_poll) {
+            reply(wsi, c, 200, "text/plain; charset=UTF-8", "6");
+            close_session(s, "client close", 1);
+            return 0;
+        }
         if (s->upgrading) {
             /* the client is switching to websocket: end this poll now */
             reply(wsi, c, 200, "text/plain; charset=UTF-8", "6");
@@ -507,7 +533,7 @@ static int on_established(chat__eio *e, struct lws *wsi, conn *c)
         strcmp(transport, "websocket"))
         return -1;
     if (!query(wsi, "sid=", sid, sizeof sid)) {
-        s = session_new(e, T_WEBSOCKET);
+        s = session_new(e, wsi, T_WEBSOCKET);
         if (s == NULL)
             return -1;
         attach(c, s, C_WS);
@@ -665,6 +691,14 @@ static int eio_cb(void *vwsi, int reason, void **state, void *in, size_t len,
     conn *c = state ? *state : NULL;
 
     switch (reason) {
+    case CHAT__HTTP_RAW_STOP: {
+        /* the server is stopping: end every session while lws still runs */
+        size_t i;
+        for (i = 0; i < BUCKETS; i++)
+            while (e->table[i])
+                chat__eio_close(e->table[i], "server shutting down");
+        return 0;
+    }
     case LWS_CALLBACK_HTTP:
     case LWS_CALLBACK_ESTABLISHED:
         c = chat__calloc(1, sizeof *c);

@@ -45,6 +45,8 @@ void chat__eio_close(chat__eio_session *s, const char *reason);
 const char *chat__eio_sid(const chat__eio_session *s);
 void chat__eio_set_user(chat__eio_session *s, void *user);
 void *chat__eio_user(const chat__eio_session *s);
+/* The peer's address as text. */
+const char *chat__eio_ip(const chat__eio_session *s);
 /* Sessions open now. */
 size_t chat__eio_count(const chat__eio *e);
 
