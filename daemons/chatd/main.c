@@ -37,7 +37,18 @@ static const char usage[] =
     "  --rate-send R        messages per user [CHAT_RATE_SEND] (20/s)\n"
     "  --rate-token R       requests per access token [CHAT_RATE_TOKEN]\n"
     "                       (100/s)\n"
+    "  --rate-events R      Socket.IO events per socket [CHAT_RATE_EVENTS]\n"
+    "                       (20/s; excess: an error event, then disconnect)\n"
     "                       R is N/s, N/m, N/h or off\n"
+    "  --max-conn-user N    sockets per user [CHAT_MAX_CONN_USER] (20)\n"
+    "  --max-conn-ip N      sockets per client address [CHAT_MAX_CONN_IP]\n"
+    "                       (1000)\n"
+    "  --auth-timeout MS    Socket.IO authenticate within [CHAT_AUTH_TIMEOUT]\n"
+    "                       (10000)\n"
+    "  --ping-interval MS   Engine.IO pingInterval [CHAT_PING_INTERVAL]\n"
+    "                       (25000)\n"
+    "  --ping-timeout MS    Engine.IO pingTimeout [CHAT_PING_TIMEOUT]\n"
+    "                       (20000)\n"
     "  --access-ttl SECS    access token lifetime [CHAT_ACCESS_TTL] (900)\n"
     "  --log-level LEVEL    debug|info|warn|error [CHAT_LOG_LEVEL] (info)\n"
     "  --log-format FMT     text|json [CHAT_LOG_FORMAT] (text)\n"
@@ -57,6 +68,12 @@ static const char *const with_value[] = {"--listen",
                                          "--rate-login-account",
                                          "--rate-send",
                                          "--rate-token",
+                                         "--rate-events",
+                                         "--max-conn-user",
+                                         "--max-conn-ip",
+                                         "--auth-timeout",
+                                         "--ping-interval",
+                                         "--ping-timeout",
                                          "--access-ttl",
                                          "--log-level",
                                          "--log-format",
@@ -148,7 +165,22 @@ int main(int argc, char **argv)
                  "--workers", &workers) ||
         positive(
             chatd_opt(argc, argv, "--access-ttl", "CHAT_ACCESS_TTL", "900"),
-            "--access-ttl", &ttl))
+            "--access-ttl", &ttl) ||
+        positive(chatd_opt(argc, argv, "--max-conn-user", "CHAT_MAX_CONN_USER",
+                           "20"),
+                 "--max-conn-user", &so.rt_max_per_user) ||
+        positive(
+            chatd_opt(argc, argv, "--max-conn-ip", "CHAT_MAX_CONN_IP", "1000"),
+            "--max-conn-ip", &so.rt_max_per_ip) ||
+        positive(chatd_opt(argc, argv, "--auth-timeout", "CHAT_AUTH_TIMEOUT",
+                           "10000"),
+                 "--auth-timeout", &so.rt_auth_timeout_ms) ||
+        positive(chatd_opt(argc, argv, "--ping-interval", "CHAT_PING_INTERVAL",
+                           "25000"),
+                 "--ping-interval", &so.rt_ping_interval_ms) ||
+        positive(chatd_opt(argc, argv, "--ping-timeout", "CHAT_PING_TIMEOUT",
+                           "20000"),
+                 "--ping-timeout", &so.rt_ping_timeout_ms))
         return 2;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         fprintf(stderr, "chatd: cannot create %s: %s\n", dir, strerror(errno));
@@ -199,6 +231,8 @@ int main(int argc, char **argv)
     so.rate_send = chatd_opt(argc, argv, "--rate-send", "CHAT_RATE_SEND", NULL);
     so.rate_token =
         chatd_opt(argc, argv, "--rate-token", "CHAT_RATE_TOKEN", NULL);
+    so.rate_events =
+        chatd_opt(argc, argv, "--rate-events", "CHAT_RATE_EVENTS", NULL);
 
     if ((rc = chat_server_new(&srv, &so)) != CHAT_OK) {
         fprintf(stderr, "chatd: %s\n", chat_error_last()->message);

@@ -12,6 +12,7 @@
 #include <chat/core.h>
 #include <chat/auth.h>
 #include <chat/store.h>
+#include <chat/bus.h>
 #include <chat/server.h>
 
 #endif /* CHAT_CHAT_H */

@@ -10,6 +10,7 @@
 #ifndef CHAT_SERVER_H
 #define CHAT_SERVER_H
 
+#include <chat/bus.h>
 #include <chat/common.h>
 #include <chat/store.h>
 
@@ -21,7 +22,9 @@ enum {
     CHAT_SERVICE_USERS = 1u << 0,
     CHAT_SERVICE_CHATS = 1u << 1,
     CHAT_SERVICE_MESSAGES = 1u << 2,
-    CHAT_SERVICE_ALL = 7u,
+    /** Socket.IO at /socket.io/ and /ws/socket.io/ (docs/realtime.md) */
+    CHAT_SERVICE_REALTIME = 1u << 3,
+    CHAT_SERVICE_ALL = 15u,
 };
 
 typedef struct chat_server chat_server;
@@ -46,6 +49,16 @@ typedef struct chat_server_opts {
     const char *rate_login_account; /**< login per account: "10/m" */
     const char *rate_send;          /**< sends per user: "20/s" */
     const char *rate_token;         /**< requests per token: "100/s" */
+    /** Where services publish events and the gateway listens; borrowed.
+     *  NULL = an in-process bus the server owns. */
+    chat_bus *bus;
+    /* realtime (CHAT_SERVICE_REALTIME); 0 = the default */
+    int rt_ping_interval_ms; /**< Engine.IO pingInterval: 25000 */
+    int rt_ping_timeout_ms;  /**< Engine.IO pingTimeout: 20000 */
+    int rt_auth_timeout_ms;  /**< authenticate within: 10000 */
+    int rt_max_per_user;     /**< sockets per user: 20 (-1 = no limit) */
+    int rt_max_per_ip;       /**< sockets per address: 1000 (-1 = none) */
+    const char *rate_events; /**< events per socket: "20/s" */
 } chat_server_opts;
 
 #define CHAT_SERVER_OPTS_VERSION 1

@@ -98,6 +98,11 @@ typedef struct chat_refresh_rec {
     int64_t expires_at; /* Unix ms */
 } chat_refresh_rec;
 
+/** A user or conversation id as a value. */
+typedef struct chat_id {
+    char id[CHAT_ID_LEN + 1];
+} chat_id;
+
 /* ---- the account / conversation store ---------------------------------- */
 
 typedef struct chat_store chat_store;
@@ -141,6 +146,8 @@ typedef struct chat_store_ops {
     int (*read_set)(chat_store *s, const char *conv_id, const char *user_id,
                     int64_t seq, int64_t *result);
     int (*conv_touch)(chat_store *s, const chat_message *m);
+    int (*peers)(chat_store *s, const char *user_id, chat_id *out, int max,
+                 int *n);
 } chat_store_ops;
 
 /** Base of every store object; backends embed it first. */
@@ -237,6 +244,11 @@ CHAT_API int chat_store_conv_members(chat_store *s, const char *conv_id,
 CHAT_API int chat_store_conv_list(chat_store *s, const char *user_id,
                                   const chat_conv_cursor *after, int limit,
                                   chat_conv *out, int *n);
+/** Users who share at least one conversation with @p user_id (not the
+ *  user), at most @p max of them, in no particular order. */
+CHAT_API int chat_store_peers(chat_store *s, const char *user_id, chat_id *out,
+                              int max, int *n);
+
 /** Add a member. CHAT_ECONFLICT if already one, CHAT_ELIMIT when the
  *  group is full, CHAT_ENOTFOUND for an unknown user or conversation. */
 CHAT_API int chat_store_member_add(chat_store *s, const char *conv_id,

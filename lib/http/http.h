@@ -150,6 +150,10 @@ int chat__http_raw(chat__http *h, const char *prefix, chat__http_raw_fn fn,
  * close): the response must then say "connection: close",
  * or a keep-alive client pool reuses a socket the server is closing. */
 int chat__http_client_closes(void *wsi);
+/* Call fn(userdata) on the service thread after chat__http_wake() (from
+ * any thread; wakes coalesce). At most 4 hooks. */
+int chat__http_on_wake(chat__http *h, void (*fn)(void *), void *userdata);
+void chat__http_wake(chat__http *h);
 /* The lws context (for timers), once listening. */
 void *chat__http_lws_context(chat__http *h);
 

@@ -44,6 +44,11 @@ struct chat__http {
     int nroutes;
     raw_endpoint raw[CHAT__MAX_RAW];
     int nraw;
+    struct {
+        void (*fn)(void *);
+        void *userdata;
+    } wake[CHAT__MAX_RAW];
+    int nwake;
 
     chat__pool *pool;
     chat__pool *slow;
@@ -603,6 +608,23 @@ int chat__http_raw(chat__http *h, const char *prefix, chat__http_raw_fn fn,
     return CHAT_OK;
 }
 
+int chat__http_on_wake(chat__http *h, void (*fn)(void *), void *userdata)
+{
+    CHAT_ASSERT_ARG(h && fn);
+    if (h->nwake == CHAT__MAX_RAW)
+        return chat__error(CHAT_ELIMIT, "too many wake hooks");
+    h->wake[h->nwake].fn = fn;
+    h->wake[h->nwake].userdata = userdata;
+    h->nwake++;
+    return CHAT_OK;
+}
+
+void chat__http_wake(chat__http *h)
+{
+    if (h->ctx)
+        lws_cancel_service(h->ctx);
+}
+
 int chat__http_client_closes(void *vwsi)
 {
     struct lws *wsi = vwsi;
@@ -859,6 +881,8 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason,
             for (i = 0; i < h->nraw; i++)
                 h->raw[i].fn(wsi, (int)reason, NULL, in, len,
                              h->raw[i].userdata);
+            for (i = 0; i < h->nwake; i++)
+                h->wake[i].fn(h->wake[i].userdata);
         }
         return 0;
 

@@ -73,6 +73,8 @@ static void h_dm(chat__req *r, void *ud)
         chat__req_fail(r, rc);
         goto out;
     }
+    if (created)
+        chat__svc_publish_conv(svc, c.id, "created", r->user_id, NULL);
     reply_conv(svc, r, c.id, created ? 201 : 200);
 out:
     cJSON_Delete(body);
@@ -138,6 +140,7 @@ static void h_group(chat__req *r, void *ud)
         chat__req_fail(r, rc);
         goto out;
     }
+    chat__svc_publish_conv(svc, c.id, "created", r->user_id, NULL);
     reply_conv(svc, r, c.id, 201);
 out:
     chat__free(members);
@@ -256,6 +259,7 @@ static void h_invite(chat__req *r, void *ud)
     rc = chat_store_member_add(svc->store, id, uid, CHAT_ROLE_MEMBER);
     switch (rc) {
     case CHAT_OK:
+        chat__svc_publish_conv(svc, id, "member_added", r->user_id, uid);
         o = cJSON_CreateObject();
         if (!cJSON_AddStringToObject(o, "conversation_id", id) ||
             !cJSON_AddStringToObject(o, "user_id", uid) ||
@@ -339,8 +343,11 @@ static void h_remove(chat__req *r, void *ud)
         chat__req_error(r, 404, "not_found", "no such member");
     else if (rc != CHAT_OK)
         chat__req_fail(r, rc);
-    else
+    else {
+        chat__svc_publish_conv(svc, id, self ? "member_left" : "member_removed",
+                               r->user_id, uid);
         chat__req_reply(r, 204, NULL);
+    }
 }
 
 static void h_read_put(chat__req *r, void *ud)
@@ -375,6 +382,7 @@ static void h_read_put(chat__req *r, void *ud)
         chat__req_fail(r, rc);
         goto out;
     }
+    chat__svc_publish_read(svc, id, r->user_id, stored);
     o = cJSON_CreateObject();
     if (!cJSON_AddStringToObject(o, "conversation_id", id) ||
         !cJSON_AddStringToObject(o, "user_id", r->user_id) ||

@@ -18,14 +18,7 @@ static void on_appended(int rc, const chat_message *m, int created, void *ud)
         chat__req_fail(r, rc);
         goto done;
     }
-    if (created && !chat_log_touches_store(svc->log)) {
-        /* TODO(distributed): hand this to a worker; it blocks the log's
-         * thread. Only logs outside the store's database take this path. */
-        rc = chat_store_conv_touch(svc->store, m);
-        if (rc != CHAT_OK)
-            CHAT_LOG(CHAT_LOG_WARN, "req=%s event=conv_touch_failed rc=%d",
-                     r->request_id, rc);
-    }
+    chat__svc_message_stored(svc, m, created);
     chat__metrics_inc(chat__http_metrics(r->http),
                       created ? CHAT__C_MESSAGES_STORED
                               : CHAT__C_MESSAGES_DEDUPED);

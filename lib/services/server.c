@@ -6,12 +6,14 @@
 
 #include <chat/server.h>
 
-#include "services/services.h"
+#include "services/gateway.h"
 
 struct chat_server {
     chat__http *http;
     chat__svc svc;
     uint8_t *jwt_key;
+    chat_bus *own_bus;
+    chat__gateway *gateway;
 };
 
 void chat_server_opts_init(chat_server_opts *o)
@@ -51,6 +53,7 @@ static int rate_opt(const char *s, const char *def, chat__rate *out,
 int chat_server_new(chat_server **out, const chat_server_opts *opts)
 {
     chat__http_opts ho;
+    chat__gateway_opts go;
     chat__rate token;
     chat_server *s;
     unsigned svcs;
@@ -80,6 +83,17 @@ int chat_server_new(chat_server **out, const chat_server_opts *opts)
         (rc =
              rate_opt(opts->rate_token, "100/s", &token, "requests per token")))
         goto fail;
+    chat__gateway_opts_init(&go);
+    if ((svcs & CHAT_SERVICE_REALTIME) &&
+        (rc = rate_opt(opts->rate_events, "20/s", &go.events,
+                       "events per socket")))
+        goto fail;
+    s->svc.bus = opts->bus;
+    if (s->svc.bus == NULL) {
+        if ((rc = chat_bus_local_new(&s->own_bus)) != CHAT_OK)
+            goto fail;
+        s->svc.bus = s->own_bus;
+    }
     s->jwt_key = chat__malloc(opts->jwt_secret_len);
     if (s->jwt_key == NULL) {
         rc = chat__error(CHAT_ENOMEM, "out of memory");
@@ -115,6 +129,20 @@ int chat_server_new(chat_server **out, const chat_server_opts *opts)
         ((svcs & CHAT_SERVICE_MESSAGES) &&
          (rc = chat__messages_mount(&s->svc)) != CHAT_OK))
         goto fail;
+    if (svcs & CHAT_SERVICE_REALTIME) {
+        CHAT_ASSERT_ARG(opts->log != NULL);
+        go.ping_interval_ms = opts->rt_ping_interval_ms;
+        go.ping_timeout_ms = opts->rt_ping_timeout_ms;
+        go.auth_timeout_ms = opts->rt_auth_timeout_ms;
+        go.max_per_user = opts->rt_max_per_user == 0  ? 20
+                          : opts->rt_max_per_user < 0 ? 0
+                                                      : opts->rt_max_per_user;
+        go.max_per_ip = opts->rt_max_per_ip == 0  ? 1000
+                        : opts->rt_max_per_ip < 0 ? 0
+                                                  : opts->rt_max_per_ip;
+        if ((rc = chat__gateway_new(&s->gateway, &s->svc, &go)) != CHAT_OK)
+            goto fail;
+    }
     if ((rc = chat__http_listen(s->http)) != CHAT_OK)
         goto fail;
     *out = s;
@@ -145,7 +173,10 @@ void chat_server_free(chat_server *s)
 {
     if (s == NULL)
         return;
+    chat__gateway_stop(s->gateway);
     chat__http_free(s->http);
+    chat__gateway_free(s->gateway);
+    chat_bus_free(s->own_bus);
     if (s->jwt_key)
         sodium_memzero(s->jwt_key, s->svc.jwt_key_len);
     chat__free(s->jwt_key);

@@ -6,6 +6,7 @@
 #define CHAT_SERVICES_H
 
 #include <chat/auth.h>
+#include <chat/bus.h>
 #include <chat/server.h>
 #include <chat/store.h>
 
@@ -15,6 +16,7 @@ typedef struct chat__svc {
     chat__http *http;
     chat_store *store;
     chat_log *log;
+    chat_bus *bus;          /* NULL: nobody listens */
     const uint8_t *jwt_key; /* owned by the server */
     size_t jwt_key_len;
     int access_ttl_s;
@@ -27,6 +29,22 @@ typedef struct chat__svc {
 int chat__users_mount(chat__svc *svc);
 int chat__chats_mount(chat__svc *svc);
 int chat__messages_mount(chat__svc *svc);
+
+/* ---- events (events.c) ------------------------------------------------------
+ */
+
+void chat__svc_publish(chat__svc *svc, const chat_event *ev);
+/* After an append is durable (any thread): touch the conversation when
+ * the log does not, and publish message:new when created. */
+void chat__svc_message_stored(chat__svc *svc, const chat_message *m,
+                              int created);
+void chat__svc_publish_read(chat__svc *svc, const char *conv_id,
+                            const char *user_id, int64_t seq);
+/* conversation:updated: action is "created", "member_added",
+ * "member_left" or "member_removed"; member the user concerned (or NULL). */
+void chat__svc_publish_conv(chat__svc *svc, const char *conv_id,
+                            const char *action, const char *actor,
+                            const char *member);
 
 /* ---- shared by the services (common.c) ------------------------------------
  */

@@ -111,6 +111,13 @@ int chat_store_conv_members(chat_store *s, const char *conv_id,
     return s->ops->conv_members(s, conv_id, out, max, n);
 }
 
+int chat_store_peers(chat_store *s, const char *user_id, chat_id *out, int max,
+                     int *n)
+{
+    CHAT_ASSERT_ARG(s && user_id && out && n && max > 0);
+    return s->ops->peers(s, user_id, out, max, n);
+}
+
 int chat_store_conv_list(chat_store *s, const char *user_id,
                          const chat_conv_cursor *after, int limit,
                          chat_conv *out, int *n)

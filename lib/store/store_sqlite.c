@@ -575,6 +575,34 @@ out:
     return rc;
 }
 
+static int peers(chat_store *s, const char *user_id, chat_id *out, int max,
+                 int *n)
+{
+    static const char q[] =
+        "SELECT DISTINCT o.user_id FROM members m JOIN members o"
+        " ON o.conversation_id = m.conversation_id"
+        " WHERE m.user_id = ?1 AND o.user_id <> ?1 LIMIT ?2";
+    sqlite3_stmt *st;
+    int rc;
+
+    *n = 0;
+    WITH_DB(s, d);
+    if (!(st = chat__db_stmt(d, q))) {
+        rc = CHAT_EIO;
+        goto out;
+    }
+    chat__bind_text(st, 1, user_id);
+    sqlite3_bind_int(st, 2, max);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < max)
+        chat__col_text(st, 0, out[(*n)++].id, sizeof out[0].id);
+    rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? CHAT_OK
+                                               : chat__db_error(d, rc, "peers");
+    sqlite3_reset(st);
+out:
+    DONE_DB(s, d);
+    return rc;
+}
+
 static int conv_list(chat_store *s, const char *user_id,
                      const chat_conv_cursor *after, int limit, chat_conv *out,
                      int *n)
@@ -796,6 +824,7 @@ static const chat_store_ops g_ops = {
     conv_dm,       conv_group,      conv_get,
     conv_members,  conv_list,       member_add,
     member_remove, read_set,        conv_touch,
+    peers,
 };
 
 int chat_store_sqlite_open(chat_store **out, const char *path,

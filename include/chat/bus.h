@@ -1,0 +1,87 @@
+/**
+ * @file chat/bus.h
+ * @brief The event bus between the services that change state (messages,
+ *        chats) and the realtime gateway that tells clients.
+ *
+ * An interface with backends: chat_bus_local_new() delivers in-process
+ * (chatd); Kafka and Redis backends implement the same operations for the
+ * distributed daemons.
+ *
+ * Thread rules: chat_bus_publish() and chat_bus_subscribe() are
+ * thread-safe. Subscribers are called on a bus-owned or publishing thread
+ * (the local bus calls them synchronously inside chat_bus_publish), so a
+ * subscriber must copy what it keeps and return quickly; the event and its
+ * strings are borrowed for the call only.
+ */
+#ifndef CHAT_BUS_H
+#define CHAT_BUS_H
+
+#include <chat/common.h>
+#include <chat/limits.h>
+
+CHAT_BEGIN_DECLS
+
+/** What happened; each maps to one Socket.IO event name. */
+typedef enum chat_event_type {
+    CHAT_EVENT_MESSAGE_NEW = 1,          /**< "message:new" */
+    CHAT_EVENT_READ_UPDATED = 2,         /**< "read:updated" */
+    CHAT_EVENT_CONVERSATION_UPDATED = 3, /**< "conversation:updated" */
+    CHAT_EVENT_TYPING = 4,               /**< "typing" */
+    CHAT_EVENT_PRESENCE = 5,             /**< "presence" */
+} chat_event_type;
+
+/** The Socket.IO event name of @p type ("message:new", ...), or NULL. */
+CHAT_API const char *chat_event_name(chat_event_type type);
+
+/** One event. Who receives it: every member of conversation_id when
+ *  to_members is set (as the gateway knows them when it delivers), plus
+ *  each user in recipients; never the socket-less. */
+typedef struct chat_event {
+    chat_event_type type;
+    const char *conversation_id; /**< may be NULL (presence) */
+    const char *user_id;         /**< who caused it */
+    int to_members;
+    const char *const *recipients; /**< user ids; may be NULL */
+    int nrecipients;
+    /** The event's JSON object exactly as clients receive it. */
+    const char *payload;
+    size_t payload_len;
+    /** Membership changed (conversation:updated): caches of
+     *  conversation_id's members are stale. */
+    int members_changed;
+} chat_event;
+
+typedef void (*chat_event_fn)(const chat_event *ev, void *userdata);
+
+typedef struct chat_bus chat_bus;
+
+/** Operations of a bus backend. */
+typedef struct chat_bus_ops {
+    const char *name; /**< "local", "kafka", "redis" */
+    int (*publish)(chat_bus *b, const chat_event *ev);
+    int (*subscribe)(chat_bus *b, chat_event_fn fn, void *userdata);
+    void (*free)(chat_bus *b);
+} chat_bus_ops;
+
+/** Base of every bus object; backends embed it first. */
+struct chat_bus {
+    const chat_bus_ops *ops;
+};
+
+/** An in-process bus: publish calls every subscriber before returning. */
+CHAT_API CHAT_WARN_UNUSED int chat_bus_local_new(chat_bus **out);
+
+/** Publish @p ev to every subscriber. CHAT_OK, or the backend's error
+ *  (then the event may not have reached anyone). */
+CHAT_API int chat_bus_publish(chat_bus *b, const chat_event *ev);
+
+/** Add a subscriber; it stays until the bus is freed. At most 16 on the
+ *  local bus (CHAT_ELIMIT beyond). */
+CHAT_API int chat_bus_subscribe(chat_bus *b, chat_event_fn fn, void *userdata);
+
+/** Free the bus; NULL is accepted. No publish may be running. */
+CHAT_API void chat_bus_free(chat_bus *b);
+
+CHAT_END_DECLS
+
+#endif /* CHAT_BUS_H */
