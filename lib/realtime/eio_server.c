@@ -37,6 +37,7 @@ struct chat__eio_session {
     int awaiting_pong;
     int upgrading;     /* "2probe" seen on the probe websocket */
     int close_on_poll; /* the client closed; its next poll gets a noop */
+    int lingering;     /* closed by the server; waits for a last poll */
     void *user;
     char ip[48];
     chat__eio_session *next; /* bucket chain */
@@ -63,10 +64,15 @@ typedef struct conn {
     /* websockets */
     chat__buf frag;
     int probe_reply; /* "3probe" to send */
+    int close_sent;  /* the close handshake has begun */
 } conn;
 
 /* ---- sessions
  * ---------------------------------------------------------------- */
+
+enum { CLOSE_CLIENT, CLOSE_ERROR, CLOSE_GRACEFUL };
+static void close_session(chat__eio_session *s, const char *reason, int how);
+#define fail_session(s, reason) close_session(s, reason, CLOSE_ERROR)
 
 static unsigned bucket(const char *sid)
 {
@@ -108,16 +114,12 @@ static void wake(chat__eio_session *s)
         lws_callback_on_writable(s->poll);
 }
 
-static int queue(chat__eio_session *s, int type, int binary, const char *data,
-                 size_t len)
+/* Add a packet to the queue, no questions asked. */
+static int append(chat__eio_session *s, int type, int binary, const char *data,
+                  size_t len)
 {
-    outpkt *p;
+    outpkt *p = chat__malloc(sizeof *p + len);
 
-    if (s->queued + len > s->e->o.max_queue) {
-        chat__eio_close(s, "slow consumer");
-        return chat__error(CHAT_ELIMIT, "send queue full");
-    }
-    p = chat__malloc(sizeof *p + len);
     if (p == NULL)
         return chat__error(CHAT_ENOMEM, "out of memory");
     p->next = NULL;
@@ -136,8 +138,18 @@ static int queue(chat__eio_session *s, int type, int binary, const char *data,
     return CHAT_OK;
 }
 
+static int queue(chat__eio_session *s, int type, int binary, const char *data,
+                 size_t len)
+{
+    if (s->queued + len > s->e->o.max_queue) {
+        fail_session(s, "slow consumer");
+        return chat__error(CHAT_ELIMIT, "send queue full");
+    }
+    return append(s, type, binary, data, len);
+}
+
 static void ping_cb(lws_sorted_usec_list_t *sul);
-static void close_session(chat__eio_session *s, const char *reason, int client);
+static void table_remove(chat__eio_session *s);
 
 static void schedule(chat__eio_session *s, int ms)
 {
@@ -149,12 +161,17 @@ static void ping_cb(lws_sorted_usec_list_t *sul)
 {
     chat__eio_session *s = lws_container_of(sul, chat__eio_session, sul);
 
+    if (s->lingering) { /* the last poll never came */
+        s->lingering = 0;
+        table_remove(s);
+        return;
+    }
     if (s->close_on_poll) {
-        close_session(s, "client close", 1);
+        close_session(s, "client close", CLOSE_CLIENT);
         return;
     }
     if (s->awaiting_pong) {
-        chat__eio_close(s, "ping timeout");
+        fail_session(s, "ping timeout");
         return;
     }
     s->awaiting_pong = 1;
@@ -192,51 +209,78 @@ static chat__eio_session *session_new(chat__eio *e, struct lws *wsi,
     return s;
 }
 
-static void close_session(chat__eio_session *s, const char *reason, int client)
+/* Take s out of the table (it may still be referenced by connections). */
+static void table_remove(chat__eio_session *s)
+{
+    chat__eio_session **pp;
+
+    for (pp = &s->e->table[bucket(s->sid)]; *pp; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            s->e->count--;
+            unref(s); /* the table's reference */
+            return;
+        }
+    }
+}
+
+static void free_queue(chat__eio_session *s)
+{
+    outpkt *p, *n;
+
+    for (p = s->head; p; p = n) {
+        n = p->next;
+        chat__free(p);
+    }
+    s->head = s->tail = NULL;
+    s->queued = 0;
+}
+
+static void close_session(chat__eio_session *s, const char *reason, int how)
 {
     chat__eio *e = s->e;
-    chat__eio_session **pp;
 
     if (s->closing)
         return;
     s->closing = 1;
     lws_sul_cancel(&s->sul);
-    for (pp = &e->table[bucket(s->sid)]; *pp; pp = &(*pp)->next) {
-        if (*pp == s) {
-            *pp = s->next;
-            e->count--;
-            break;
-        }
-    }
     CHAT_LOG(CHAT_LOG_DEBUG, "component=eio event=close sid=%s reason=\"%s\"",
              s->sid, reason);
     if (e->o.handlers.on_close)
         e->o.handlers.on_close(s, reason, e->o.userdata);
-    if (s->poll) {
-        /* the pending poll ends: with a noop when the client closed (it
-         * knows), with a close packet when the server did */
-        outpkt *p, *n;
-        for (p = s->head; p; p = n) {
-            n = p->next;
-            chat__free(p);
-        }
-        s->head = s->tail = NULL;
-        s->queued = 0;
-        s->closing = 0; /* let queue() accept the last packet */
-        queue(s, client ? CHAT__EIO_NOOP : CHAT__EIO_CLOSE, 0, "", 0);
-        s->closing = 1;
-    }
-    if (s->ws)
-        lws_callback_on_writable(s->ws); /* closes once drained */
     if (s->probe)
         lws_set_timeout(s->probe, PENDING_TIMEOUT_CLOSE_SEND,
                         LWS_TO_KILL_ASYNC);
-    unref(s); /* the table's reference */
+    if (s->ws) {
+        lws_callback_on_writable(s->ws); /* closes once drained */
+        table_remove(s);
+        return;
+    }
+    if (how == CLOSE_CLIENT || how == CLOSE_ERROR || s->head == NULL) {
+        /* nothing more to say: a pending poll ends with a noop when the
+         * client closed (it knows), with a close packet otherwise */
+        free_queue(s);
+        if (s->poll)
+            append(s, how == CLOSE_CLIENT ? CHAT__EIO_NOOP : CHAT__EIO_CLOSE, 0,
+                   "", 0);
+        table_remove(s);
+        return;
+    }
+    /* The application ends a polling session with packets still queued
+     * (say, why it is refused): they and a close packet go to the pending
+     * poll, or to the next one, which has ping_timeout to come. */
+    append(s, CHAT__EIO_CLOSE, 0, "", 0);
+    if (s->poll) {
+        table_remove(s);
+        return;
+    }
+    s->lingering = 1;
+    schedule(s, e->o.ping_timeout_ms);
 }
 
 void chat__eio_close(chat__eio_session *s, const char *reason)
 {
-    close_session(s, reason, 0);
+    close_session(s, reason, CLOSE_GRACEFUL);
 }
 
 int chat__eio_send(chat__eio_session *s, const char *data, size_t len,
@@ -296,7 +340,7 @@ static int on_packet(chat__eio_session *s, const chat__eio_packet *p)
             schedule(s, e->o.ping_timeout_ms);
             return 0;
         }
-        close_session(s, "client close", 1);
+        close_session(s, "client close", CLOSE_CLIENT);
         return 0;
     case CHAT__EIO_NOOP:
         return 0;
@@ -414,14 +458,21 @@ static int on_http(chat__eio *e, struct lws *wsi, conn *c)
         reply_error(wsi, c, 1, "Session ID unknown");
         return 0;
     }
-    if (s->transport != T_POLLING || (!get && !post)) {
+    if (s->transport != T_POLLING || (!get && !post) ||
+        (s->lingering && (!get || s->poll))) {
         reply_error(wsi, c, 3, "Bad request");
+        return 0;
+    }
+    if (s->lingering) { /* the last poll: queued packets and close */
+        attach(c, s, C_POLL);
+        s->poll = wsi;
+        lws_callback_on_writable(wsi);
         return 0;
     }
     if (get) {
         if (s->close_on_poll) {
             reply(wsi, c, 200, "text/plain; charset=UTF-8", "6");
-            close_session(s, "client close", 1);
+            close_session(s, "client close", CLOSE_CLIENT);
             return 0;
         }
         if (s->upgrading) {
@@ -431,7 +482,7 @@ static int on_http(chat__eio *e, struct lws *wsi, conn *c)
         }
         if (s->poll) {
             /* two polls at once: the protocol says end the session */
-            chat__eio_close(s, "duplicate poll");
+            fail_session(s, "duplicate poll");
             reply_error(wsi, c, 3, "Bad request");
             return 0;
         }
@@ -445,10 +496,10 @@ static int on_http(chat__eio *e, struct lws *wsi, conn *c)
     if (lws_hdr_copy(wsi, clen, sizeof clen, WSI_TOKEN_HTTP_CONTENT_LENGTH) <=
             0 ||
         atol(clen) <= 0) {
-        chat__eio_close(s, "empty payload");
+        fail_session(s, "empty payload");
         reply_error(wsi, c, 3, "Bad request");
     } else if ((size_t)atol(clen) > e->o.max_payload) {
-        chat__eio_close(s, "payload too large");
+        fail_session(s, "payload too large");
         reply(wsi, c, 413, "text/plain", "Payload Too Large");
     }
     return 0;
@@ -462,7 +513,7 @@ static void on_post_done(chat__eio *e, struct lws *wsi, conn *c)
     size_t n, i;
 
     if (c->too_large) {
-        chat__eio_close(s, "payload too large");
+        fail_session(s, "payload too large");
         reply(wsi, c, 413, "text/plain", "Payload Too Large");
         return;
     }
@@ -471,13 +522,13 @@ static void on_post_done(chat__eio *e, struct lws *wsi, conn *c)
         chat__eio_decode_payload(c->body.data, c->body.len, pk, 64, &n, scratch,
                                  c->body.len + 1) != CHAT_OK) {
         chat__free(scratch);
-        chat__eio_close(s, "parse error");
+        fail_session(s, "parse error");
         reply_error(wsi, c, 3, "Bad request");
         return;
     }
     for (i = 0; i < n && !s->closing; i++) {
         if (on_packet(s, &pk[i]) != 0) {
-            chat__eio_close(s, "parse error");
+            fail_session(s, "parse error");
             break;
         }
     }
@@ -515,6 +566,11 @@ static int write_poll(struct lws *wsi, conn *c)
     chat__buf_free(&b);
     s->poll = NULL;
     c->kind = C_DONE;
+    if (s->lingering) {
+        s->lingering = 0;
+        lws_sul_cancel(&s->sul);
+        table_remove(s);
+    }
     unref(s);
     c->s = NULL;
     return rc;
@@ -556,8 +612,10 @@ static int on_frame(chat__eio *e, struct lws *wsi, conn *c, int binary)
     chat__eio_session *s = c->s;
     chat__eio_packet pk;
 
-    if (s == NULL || s->closing)
+    if (s == NULL)
         return -1;
+    if (s->closing)
+        return 0; /* draining what is queued before the close: ignore */
     if (binary) {
         if (c->kind != C_WS)
             return -1;
@@ -568,7 +626,7 @@ static int on_frame(chat__eio *e, struct lws *wsi, conn *c, int binary)
         return on_packet(s, &pk);
     }
     if (chat__eio_decode(c->frag.data, c->frag.len, &pk, NULL, 0) != CHAT_OK) {
-        chat__eio_close(s, "parse error");
+        fail_session(s, "parse error");
         return -1;
     }
     if (c->kind == C_PROBE) {
@@ -598,7 +656,7 @@ static int on_frame(chat__eio *e, struct lws *wsi, conn *c, int binary)
     }
     (void)e;
     if (on_packet(s, &pk) != 0) {
-        chat__eio_close(s, "parse error");
+        fail_session(s, "parse error");
         return -1;
     }
     return 0;
@@ -627,8 +685,18 @@ static int write_ws(struct lws *wsi, conn *c)
             s->tail = NULL;
         chat__free(p);
     }
-    if (p == NULL)
-        return s->closing ? -1 : 0;
+    if (p == NULL) {
+        if (!s->closing)
+            return 0;
+        /* a close frame, and lws waits for the peer's: closing the socket
+         * with data still unread would send a reset that can destroy what
+         * the peer has not read yet */
+        if (c->close_sent)
+            return 0; /* lws is sending the close frame, then waits */
+        c->close_sent = 1;
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+        return -1;
+    }
     len = p->binary ? p->len : p->len + 1;
     buf = chat__malloc(LWS_PRE + len);
     if (buf == NULL)
@@ -665,11 +733,11 @@ static void conn_free(struct lws *wsi, conn *c)
         if (c->kind == C_POLL && s->poll == wsi) {
             s->poll = NULL;
             /* a poll the client gave up on ends the session */
-            chat__eio_close(s, "poll cancelled");
+            fail_session(s, "poll cancelled");
         }
         if (s->ws == wsi) {
             s->ws = NULL;
-            chat__eio_close(s, "transport close");
+            fail_session(s, "transport close");
         }
         if (s->probe == wsi) {
             s->probe = NULL;
@@ -694,9 +762,17 @@ static int eio_cb(void *vwsi, int reason, void **state, void *in, size_t len,
     case CHAT__HTTP_RAW_STOP: {
         /* the server is stopping: end every session while lws still runs */
         size_t i;
-        for (i = 0; i < BUCKETS; i++)
-            while (e->table[i])
-                chat__eio_close(e->table[i], "server shutting down");
+        for (i = 0; i < BUCKETS; i++) {
+            while (e->table[i]) {
+                chat__eio_session *s = e->table[i];
+                chat__eio_close(s, "server shutting down");
+                if (e->table[i] == s) { /* lingering for a last poll */
+                    s->lingering = 0;
+                    lws_sul_cancel(&s->sul);
+                    table_remove(s);
+                }
+            }
+        }
         return 0;
     }
     case LWS_CALLBACK_HTTP:
@@ -746,7 +822,7 @@ static int eio_cb(void *vwsi, int reason, void **state, void *in, size_t len,
             return -1;
         if (c->frag.len + len > e->o.max_payload) {
             if (c->s)
-                chat__eio_close(c->s, "payload too large");
+                fail_session(c->s, "payload too large");
             return -1;
         }
         chat__buf_append(&c->frag, in, len);
