@@ -14,13 +14,19 @@
 enum { T_POLLING, T_WEBSOCKET };
 enum { C_REPLY, C_POLL, C_POST, C_WS, C_PROBE, C_DONE };
 
+/* A queued packet. Its bytes sit after LWS_PRE bytes and the type digit,
+ * so a websocket frame goes out from where it lies. */
 typedef struct outpkt {
     struct outpkt *next;
     int type;
     int binary;
     size_t len;
-    char data[];
+    unsigned char buf[]; /* LWS_PRE, type digit, data */
 } outpkt;
+
+#define PKT_DATA(p) ((char *)(p)->buf + LWS_PRE + 1)
+/* Most bytes framed for one websocket write. */
+#define WS_BATCH_BYTES (64 * 1024)
 
 struct chat__eio_session {
     chat__eio *e;
@@ -65,6 +71,7 @@ typedef struct conn {
     chat__buf frag;
     int probe_reply; /* "3probe" to send */
     int close_sent;  /* the close handshake has begun */
+    chat__buf out;   /* frames for one write, after LWS_PRE bytes */
 } conn;
 
 /* ---- sessions
@@ -118,7 +125,7 @@ static void wake(chat__eio_session *s)
 static int append(chat__eio_session *s, int type, int binary, const char *data,
                   size_t len)
 {
-    outpkt *p = chat__malloc(sizeof *p + len);
+    outpkt *p = chat__malloc(sizeof *p + LWS_PRE + 1 + len);
 
     if (p == NULL)
         return chat__error(CHAT_ENOMEM, "out of memory");
@@ -127,7 +134,7 @@ static int append(chat__eio_session *s, int type, int binary, const char *data,
     p->binary = binary;
     p->len = len;
     if (len)
-        memcpy(p->data, data, len);
+        memcpy(PKT_DATA(p), data, len);
     if (s->tail)
         s->tail->next = p;
     else
@@ -142,6 +149,9 @@ static int queue(chat__eio_session *s, int type, int binary, const char *data,
                  size_t len)
 {
     if (s->queued + len > s->e->o.max_queue) {
+        CHAT_LOG(CHAT_LOG_WARN,
+                 "component=eio event=slow_consumer sid=%s ip=%s queued=%zu",
+                 s->sid, s->ip, s->queued);
         fail_session(s, "slow consumer");
         return chat__error(CHAT_ELIMIT, "send queue full");
     }
@@ -548,7 +558,7 @@ static int write_poll(struct lws *wsi, conn *c)
     /* a poll left over from before an upgrade: the queue is the
      * websocket's now */
     for (p = s->transport == T_POLLING ? s->head : NULL; p; p = n) {
-        chat__eio_packet pk = {p->type, p->binary, p->data, p->len};
+        chat__eio_packet pk = {p->type, p->binary, PKT_DATA(p), p->len};
         n = p->next;
         if (b.len)
             chat__buf_append(&b, "\x1e", 1);
@@ -662,13 +672,44 @@ static int on_frame(chat__eio *e, struct lws *wsi, conn *c, int binary)
     return 0;
 }
 
+/* Append one unmasked WebSocket frame (RFC 6455 5.2): FIN, opcode, the
+ * length in 7, 16 or 64 bits, the payload. */
+static int put_frame(chat__buf *b, int binary, int type, const char *data,
+                     size_t len)
+{
+    unsigned char h[10];
+    size_t hl = 2, n = binary ? len : len + 1;
+    int i;
+
+    h[0] = binary ? 0x82 : 0x81;
+    if (n < 126) {
+        h[1] = (unsigned char)n;
+    } else if (n <= 0xffff) {
+        h[1] = 126;
+        h[2] = (unsigned char)(n >> 8);
+        h[3] = (unsigned char)n;
+        hl = 4;
+    } else {
+        h[1] = 127;
+        for (i = 0; i < 8; i++)
+            h[2 + i] = (unsigned char)((uint64_t)n >> (56 - 8 * i));
+        hl = 10;
+    }
+    if (chat__buf_append(b, h, hl) != CHAT_OK)
+        return CHAT_ENOMEM;
+    if (!binary) {
+        char t = (char)('0' + type);
+        if (chat__buf_append(b, &t, 1) != CHAT_OK)
+            return CHAT_ENOMEM;
+    }
+    return chat__buf_append(b, data, len);
+}
+
 static int write_ws(struct lws *wsi, conn *c)
 {
     chat__eio_session *s = c->s;
-    unsigned char *buf;
     outpkt *p;
-    size_t len;
-    int rc;
+    int frames = 0;
 
     if (c->probe_reply) {
         unsigned char probe[LWS_PRE + 8];
@@ -678,48 +719,48 @@ static int write_ws(struct lws *wsi, conn *c)
     }
     if (s == NULL || c->kind != C_WS)
         return 0;
-    /* noop only ever ends a poll; it means nothing on a websocket */
-    while ((p = s->head) != NULL && p->type == CHAT__EIO_NOOP) {
+    /* Frame what is queued ourselves (no extension is ever negotiated)
+     * and hand lws one buffer: one write for many frames, where a frame
+     * per callback would cost a service-loop turn and a syscall each. */
+    c->out.len = 0;
+    if (chat__buf_reserve(&c->out, LWS_PRE) != CHAT_OK)
+        return -1;
+    c->out.len = LWS_PRE;
+    while ((p = s->head) != NULL && c->out.len < LWS_PRE + WS_BATCH_BYTES) {
+        /* noop only ever ends a poll; it means nothing on a websocket */
+        if (p->type != CHAT__EIO_NOOP) {
+            if (put_frame(&c->out, p->binary, p->type, PKT_DATA(p), p->len))
+                return -1;
+            frames++;
+        }
         s->head = p->next;
         if (s->head == NULL)
             s->tail = NULL;
+        s->queued -= p->len;
         chat__free(p);
     }
-    if (p == NULL) {
-        if (!s->closing)
-            return 0;
-        /* a close frame, and lws waits for the peer's: closing the socket
-         * with data still unread would send a reset that can destroy what
-         * the peer has not read yet */
-        if (c->close_sent)
-            return 0; /* lws is sending the close frame, then waits */
-        c->close_sent = 1;
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
-        return -1;
+    if (frames > 0) {
+        size_t n = c->out.len - LWS_PRE;
+        /* lws keeps what the socket does not take and sends it first */
+        if (lws_write(wsi, (unsigned char *)c->out.data + LWS_PRE, n,
+                      LWS_WRITE_RAW) < (int)n)
+            return -1;
+        if (c->out.cap > 16 * 1024) /* idle sockets stay small */
+            chat__buf_free(&c->out);
+        if (s->head || s->closing)
+            lws_callback_on_writable(wsi);
+        return 0;
     }
-    len = p->binary ? p->len : p->len + 1;
-    buf = chat__malloc(LWS_PRE + len);
-    if (buf == NULL)
-        return -1;
-    if (p->binary) {
-        memcpy(buf + LWS_PRE, p->data, p->len);
-    } else {
-        buf[LWS_PRE] = (unsigned char)('0' + p->type);
-        memcpy(buf + LWS_PRE + 1, p->data, p->len);
-    }
-    rc = lws_write(wsi, buf + LWS_PRE, len,
-                   p->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) < (int)len
-             ? -1
-             : 0;
-    chat__free(buf);
-    s->head = p->next;
-    if (s->head == NULL)
-        s->tail = NULL;
-    s->queued -= p->len;
-    chat__free(p);
-    if (rc == 0 && (s->head || s->closing))
-        lws_callback_on_writable(wsi);
-    return rc;
+    if (!s->closing)
+        return 0;
+    /* a close frame, and lws waits for the peer's: closing the socket
+     * with data still unread would send a reset that can destroy what
+     * the peer has not read yet */
+    if (c->close_sent)
+        return 0; /* lws is sending the close frame, then waits */
+    c->close_sent = 1;
+    lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+    return -1;
 }
 
 /* ---- the raw endpoint callback
@@ -748,6 +789,7 @@ static void conn_free(struct lws *wsi, conn *c)
     chat__buf_free(&c->reply);
     chat__buf_free(&c->body);
     chat__buf_free(&c->frag);
+    chat__buf_free(&c->out);
     chat__free(c);
 }
 
