@@ -778,6 +778,17 @@ static void ev_send(gsock *gs, const cJSON *arg, int64_t ack)
         }
         cmid = m->valuestring;
     }
+    {
+        chat__ratelimit *rl = chat__http_ratelimit(gs->g->svc->http);
+        int retry;
+        if (chat__ratelimit_take(rl, &gs->g->svc->rate_send, gs->user,
+                                 &retry) != CHAT_OK) {
+            char msg[64];
+            snprintf(msg, sizeof msg, "sending too fast; retry in %d s", retry);
+            ack_error(gs->s, ack, "rate_limited", msg);
+            return;
+        }
+    }
     if ((it = request_item(gs, I_SENT, conv, ack)) == NULL)
         return;
     /* content, then NUL and the client_msg_id; seq marks where it starts */

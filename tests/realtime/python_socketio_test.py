@@ -35,8 +35,15 @@ class Chatd:
                 break
         else:
             raise RuntimeError("chatd did not start")
-        # keep reading the log so chatd never blocks on a full pipe
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        # keep reading the log so chatd never blocks on a full pipe; the
+        # warnings stay for tests to look at
+        self.warnings = []
+        threading.Thread(target=self._read_log, daemon=True).start()
+
+    def _read_log(self):
+        for line in self.proc.stdout:
+            if "level=warn" in line or "level=error" in line:
+                self.warnings.append(line)
 
     def api(self, method, path, body=None, token=None):
         req = urllib.request.Request(

@@ -237,7 +237,7 @@ describe("limits (a chatd with small ones)", () => {
 
   before(async () => {
     small = await startChatd(CHATD, ["--auth-timeout", "400", "--rate-events", "5/s",
-      "--max-conn-user", "2"]);
+      "--max-conn-user", "2", "--rate-send", "1/m"]);
     sbase = small.url;
     user = await register(sbase, "lim");
   });
@@ -258,6 +258,16 @@ describe("limits (a chatd with small ones)", () => {
     const e = await waitFor(s, "error", () => true, 3000);
     assert.match(e.message, /rate limit/);
     assert.equal(await reason, "io server disconnect");
+  });
+
+  test("sends per user are rate limited, over sockets too", async () => {
+    const s = track(await authed(sbase, user));
+    const conv = "01900000-0000-7000-8000-000000000000";
+    let r = await emitAck(s, "message:send", { conversation_id: conv, content: "a" });
+    assert.equal(r.error.code, "forbidden"); // took the one token
+    r = await emitAck(s, "message:send", { conversation_id: conv, content: "b" });
+    assert.equal(r.error.code, "rate_limited");
+    s.disconnect();
   });
 
   test("connections per user are capped", async () => {

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Hostile input to chatd's Socket.IO gateway on raw WebSocket frames:
+oversize and malformed packets, bad UTF-8, binary attachments, a client
+that stops reading. Each must end that connection (or answer an error ack)
+while chatd keeps serving everyone else with bounded memory.
+
+    CHATD=/path/to/chatd /usr/bin/python3 gateway_hostile_test.py
+"""
+import json
+import os
+import socket
+import threading
+import time
+import unittest
+import urllib.request
+
+import websocket
+
+from python_socketio_test import Chatd
+
+CHATD = os.environ.get("CHATD")
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class GatewayHostile(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Chatd("--rate-send", "off", "--rate-events", "off")
+        cls.alice = cls.srv.user("alice")
+        cls.bob = cls.srv.user("bob")
+        _, conv = cls.srv.api("POST", "/api/chats/conversations/dm",
+                              {"user_id": cls.bob["id"]}, cls.alice["token"])
+        cls.dm = conv["id"]
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.srv.stop() == 0
+
+    def ws(self, token=None):
+        url = self.srv.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        ws = websocket.create_connection(url, timeout=5)
+        self.assertEqual(ws.recv()[0], "0")
+        if token:
+            ws.send("40" + json.dumps({"token": token}))
+            self.assertTrue(ws.recv().startswith("40{"))
+            self.assertIn("authenticated", ws.recv())
+        return ws
+
+    def alive(self):
+        with urllib.request.urlopen(self.srv.url + "/healthz") as r:
+            self.assertEqual(r.status, 200)
+        ws = self.ws(self.alice["token"])
+        ws.send('421["typing",{"conversation_id":"%s","is_typing":false}]' % self.dm)
+        while True:
+            m = ws.recv()
+            if m.startswith("431"):
+                break
+        ws.close()
+
+    def closed(self, ws, timeout=5):
+        ws.settimeout(timeout)
+        try:
+            while True:
+                op, _ = ws.recv_data(control_frame=False)
+                if op == websocket.ABNF.OPCODE_CLOSE:
+                    return True
+        except (websocket.WebSocketConnectionClosedException, ConnectionError):
+            return True
+        except websocket.WebSocketTimeoutException:
+            return False
+
+    def test_oversize_packet_closes(self):
+        ws = self.ws(self.alice["token"])
+        ws.send('42["message:send",{"content":"' + "x" * 200000 + '"}]')
+        self.assertTrue(self.closed(ws))
+        self.alive()
+
+    def test_malformed_packets_close(self):
+        for bad in ("4", "42", "42[", '42{"a":1}', "4x", "9", "42[1,2]x",
+                    '42["message:send"]junk', "40/ws" + "x" * 300):
+            ws = self.ws(self.alice["token"])
+            ws.send(bad)
+            self.assertTrue(self.closed(ws), bad)
+        self.alive()
+
+    def test_bad_utf8_closes(self):
+        ws = self.ws(self.alice["token"])
+        ws.send(b'42["typing",{"x":"\xc3\x28"}]', opcode=websocket.ABNF.OPCODE_TEXT)
+        self.assertTrue(self.closed(ws))
+        self.alive()
+
+    def test_wrong_types_get_error_acks(self):
+        ws = self.ws(self.alice["token"])
+        for i, args in enumerate(('{"conversation_id":5,"content":"x"}',
+                                  '{"conversation_id":"%s","content":["x"]}' % self.dm,
+                                  '{"conversation_id":"%s","content":"x","client_msg_id":"a b"}' % self.dm,
+                                  '"str"', "null", "[1]")):
+            ws.send('42%d["message:send",%s]' % (i, args))
+            while True:
+                m = ws.recv()
+                if m.startswith("43%d[" % i):
+                    self.assertIn('"error"', m)
+                    break
+        # a binary attachment where none is expected
+        ws.send('451-9["message:send",{"_placeholder":true,"num":0}]')
+        ws.send_binary(b"\x00\x01")
+        while True:
+            m = ws.recv()
+            if isinstance(m, str) and m.startswith("439["):
+                self.assertIn("validation_failed", m)
+                break
+        ws.close()
+        self.alive()
+
+    def test_slow_consumer_is_dropped(self):
+        # bob's socket never reads while alice sends 20,000 messages
+        # (~9 MB of message:new for bob) over her socket
+        N = 20000
+        slow = self.ws(self.bob["token"])
+        slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        base_rss = rss_kib(self.srv.proc.pid)
+        a = self.ws(self.alice["token"])
+        acks = [0]
+
+        def drain():
+            try:
+                while acks[0] < N:
+                    m = a.recv()
+                    if isinstance(m, str) and m.startswith("43"):
+                        acks[0] += 1
+            except Exception:
+                pass
+        t = threading.Thread(target=drain)
+        t.start()
+        frame = '42%d["message:send",{"conversation_id":"' + self.dm + \
+            '","content":"' + "y" * 200 + '"}]'
+        for i in range(N):
+            a.send(frame % i)
+            # alice reads her own traffic: keep her well ahead of her limit
+            while i - acks[0] > 500 and t.is_alive():
+                time.sleep(0.001)
+        t.join(60)
+        self.assertEqual(acks[0], N)
+        grown = rss_kib(self.srv.proc.pid) - base_rss
+        self.assertLess(grown, 128 * 1024, "chatd grew %d KiB" % grown)
+        # bob's connection was dropped: chatd says so in its log
+        for _ in range(100):
+            if any("event=slow_consumer" in w for w in self.srv.warnings):
+                break
+            time.sleep(0.05)
+        self.assertTrue(any("event=slow_consumer" in w for w in self.srv.warnings),
+                        "a slow consumer was not disconnected")
+        slow.close()
+        a.close()
+        self.alive()
+
+
+if __name__ == "__main__":
+    if not CHATD:
+        raise SystemExit("set CHATD to the chatd binary")
+    unittest.main(verbosity=2)
