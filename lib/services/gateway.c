@@ -693,21 +693,31 @@ static void on_sent(int rc, const chat_message *m, int created, void *ud)
     atomic_fetch_sub(&g->inflight, 1);
 }
 
-static void send_checked(chat__gateway *g, centry *e, item *it)
+/* 1 when a request may go on: its socket is still there and its user is a
+ * member of the conversation. Otherwise it is answered (if it can be) and
+ * freed. */
+static int request_allowed(centry *e, item *it)
 {
-    chat_append req;
-    int rc;
-
     if (it->gs->s == NULL) {
         request_done(it);
-        return;
+        return 0;
     }
     if (!is_member(e, it->actor)) {
         ack_error(it->gs->s, it->ack, "forbidden",
                   "not a member of this conversation");
         request_done(it);
-        return;
+        return 0;
     }
+    return 1;
+}
+
+static void send_checked(chat__gateway *g, centry *e, item *it)
+{
+    chat_append req;
+    int rc;
+
+    if (!request_allowed(e, it))
+        return;
     memset(&req, 0, sizeof req);
     req.conversation_id = it->conv;
     req.sender_id = it->actor;
@@ -819,16 +829,8 @@ static void read_task(chat__task *t)
 
 static void read_checked(chat__gateway *g, centry *e, item *it)
 {
-    if (it->gs->s == NULL) {
-        request_done(it);
+    if (!request_allowed(e, it))
         return;
-    }
-    if (!is_member(e, it->actor)) {
-        ack_error(it->gs->s, it->ack, "forbidden",
-                  "not a member of this conversation");
-        request_done(it);
-        return;
-    }
     it->task.fn = read_task;
     if (chat__pool_submit(g->pool, &it->task) != CHAT_OK) {
         ack_error(it->gs->s, it->ack, "unavailable", "shutting down");
@@ -877,16 +879,12 @@ static void typing_checked(chat__gateway *g, centry *e, item *it)
 {
     int on = it->seq != 0;
 
-    if (it->gs->s && !is_member(e, it->actor)) {
-        ack_error(it->gs->s, it->ack, "forbidden",
-                  "not a member of this conversation");
-    } else if (is_member(e, it->actor)) {
-        /* renewals only push the expiry; changes are published */
-        if (typing_set(g, it->conv, it->actor, on))
-            publish_typing(g, it->conv, it->actor, on);
-        if (it->gs->s)
-            ack_json(it->gs->s, it->ack, "{\"ok\":true}");
-    }
+    if (!request_allowed(e, it))
+        return;
+    /* renewals only push the expiry; changes are published */
+    if (typing_set(g, it->conv, it->actor, on))
+        publish_typing(g, it->conv, it->actor, on);
+    ack_json(it->gs->s, it->ack, "{\"ok\":true}");
     request_done(it);
 }
 

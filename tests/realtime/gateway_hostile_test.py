@@ -35,9 +35,7 @@ class GatewayHostile(unittest.TestCase):
         cls.srv = Chatd("--rate-send", "off", "--rate-events", "off")
         cls.alice = cls.srv.user("alice")
         cls.bob = cls.srv.user("bob")
-        _, conv = cls.srv.api("POST", "/api/chats/conversations/dm",
-                              {"user_id": cls.bob["id"]}, cls.alice["token"])
-        cls.dm = conv["id"]
+        cls.dm = cls.srv.dm(cls.alice, cls.bob)
 
     @classmethod
     def tearDownClass(cls):
@@ -149,7 +147,8 @@ class GatewayHostile(unittest.TestCase):
         t.join(60)
         self.assertEqual(acks[0], N)
         grown = rss_kib(self.srv.proc.pid) - base_rss
-        self.assertLess(grown, 128 * 1024, "chatd grew %d KiB" % grown)
+        if os.environ.get("CHAT_SANITIZED", "0") in ("0", ""):
+            self.assertLess(grown, 128 * 1024, "chatd grew %d KiB" % grown)
         # bob's connection was dropped: chatd says so in its log
         for _ in range(100):
             if any("event=slow_consumer" in w for w in self.srv.warnings):

@@ -66,6 +66,12 @@ class Chatd:
                            {"login": name, "password": password})
         return {"token": body["access_token"], "id": body["user"]["id"]}
 
+    def dm(self, a, b):
+        """The id of the DM between users a and b (created by a)."""
+        _, conv = self.api("POST", "/api/chats/conversations/dm",
+                           {"user_id": b["id"]}, a["token"])
+        return conv["id"]
+
     def stop(self):
         self.proc.terminate()
         code = self.proc.wait(timeout=15)
@@ -129,9 +135,7 @@ class PythonSocketIO(unittest.TestCase):
         cls.alice = cls.srv.user("alice")
         cls.bob = cls.srv.user("bob")
         cls.carol = cls.srv.user("carol")
-        _, conv = cls.srv.api("POST", "/api/chats/conversations/dm",
-                              {"user_id": cls.bob["id"]}, cls.alice["token"])
-        cls.dm = conv["id"]
+        cls.dm = cls.srv.dm(cls.alice, cls.bob)
 
     @classmethod
     def tearDownClass(cls):
