@@ -32,7 +32,16 @@ typedef struct sqlite_log {
     pthread_cond_t cond;
     pending *head, *tail;
     int closing;
+    /* WAL checkpoints run on their own thread and connection, so a commit
+     * never stops to copy pages back into the database file */
+    chat__db ckpt;
+    pthread_t ckpt_thread;
+    pthread_cond_t ckpt_cond;
+    int ckpt_wanted;
 } sqlite_log;
+
+/* Pages in the WAL that start a checkpoint (SQLite's own default). */
+#define CKPT_PAGES 1000
 
 int chat__sqlite_touch(chat__db *d, const chat_message *m)
 {
@@ -215,6 +224,48 @@ static void commit_batch(sqlite_log *l, pending *batch)
     }
 }
 
+/* After each commit on the writer's connection (writer thread). */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    sqlite_log *l = arg;
+
+    (void)db;
+    (void)name;
+    if (pages >= CKPT_PAGES) {
+        pthread_mutex_lock(&l->lock);
+        l->ckpt_wanted = 1;
+        pthread_cond_signal(&l->ckpt_cond);
+        pthread_mutex_unlock(&l->lock);
+    }
+    return SQLITE_OK;
+}
+
+static void *ckpt_main(void *arg)
+{
+    sqlite_log *l = arg;
+    int frames, done, rc;
+
+    for (;;) {
+        pthread_mutex_lock(&l->lock);
+        while (!l->ckpt_wanted && !l->closing)
+            pthread_cond_wait(&l->ckpt_cond, &l->lock);
+        l->ckpt_wanted = 0;
+        if (l->closing) {
+            pthread_mutex_unlock(&l->lock);
+            return NULL;
+        }
+        pthread_mutex_unlock(&l->lock);
+        /* PASSIVE: copies what no reader still needs; never blocks the
+         * writer, which keeps appending meanwhile */
+        rc = sqlite3_wal_checkpoint_v2(
+            l->ckpt.db, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames, &done);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            CHAT_LOG(CHAT_LOG_WARN,
+                     "component=log event=checkpoint_failed rc=%d msg=\"%s\"",
+                     rc, sqlite3_errmsg(l->ckpt.db));
+    }
+}
+
 static void *writer_main(void *arg)
 {
     sqlite_log *l = arg;
@@ -390,12 +441,17 @@ static void log_free(chat_log *base)
     pthread_mutex_lock(&l->lock);
     l->closing = 1;
     pthread_cond_broadcast(&l->cond);
+    pthread_cond_broadcast(&l->ckpt_cond);
     pthread_mutex_unlock(&l->lock);
     pthread_join(l->thread, NULL); /* commits what was queued */
+    pthread_join(l->ckpt_thread, NULL);
+    chat__db_close(&l->ckpt);
+    /* the last connection to close checkpoints the rest */
     chat__db_close(&l->writer);
     chat__dbpool_close(&l->readers);
     pthread_mutex_destroy(&l->lock);
     pthread_cond_destroy(&l->cond);
+    pthread_cond_destroy(&l->ckpt_cond);
     chat__free(l);
 }
 
@@ -418,13 +474,38 @@ int chat_log_sqlite_open(chat_log **out, const char *path,
     l->base.ops = l->o.touch_store ? &g_ops_touch : &g_ops;
     pthread_mutex_init(&l->lock, NULL);
     pthread_cond_init(&l->cond, NULL);
+    pthread_cond_init(&l->ckpt_cond, NULL);
     if ((rc = chat__db_open(&l->writer, path, &l->o, 1)) != CHAT_OK)
         goto fail;
     if ((rc = chat__dbpool_open(&l->readers, path, &l->o, l->o.readers)) !=
         CHAT_OK)
         goto fail_writer;
+    if ((rc = chat__db_open(&l->ckpt, path, &l->o, 0)) != CHAT_OK) {
+        chat__dbpool_close(&l->readers);
+        goto fail_writer;
+    }
+    if ((rc = chat__db_exec(&l->writer, "PRAGMA wal_autocheckpoint=0")) !=
+        CHAT_OK) {
+        chat__db_close(&l->ckpt);
+        chat__dbpool_close(&l->readers);
+        goto fail_writer;
+    }
+    sqlite3_wal_hook(l->writer.db, wal_hook, l);
+    if (pthread_create(&l->ckpt_thread, NULL, ckpt_main, l) != 0) {
+        rc = chat__error(CHAT_ERROR, "cannot start the log checkpointer");
+        chat__db_close(&l->ckpt);
+        chat__dbpool_close(&l->readers);
+        goto fail_writer;
+    }
+    pthread_setname_np(l->ckpt_thread, "chat-ckpt");
     if (pthread_create(&l->thread, NULL, writer_main, l) != 0) {
         rc = chat__error(CHAT_ERROR, "cannot start the log writer");
+        pthread_mutex_lock(&l->lock);
+        l->closing = 1;
+        pthread_cond_broadcast(&l->ckpt_cond);
+        pthread_mutex_unlock(&l->lock);
+        pthread_join(l->ckpt_thread, NULL);
+        chat__db_close(&l->ckpt);
         chat__dbpool_close(&l->readers);
         goto fail_writer;
     }
@@ -436,6 +517,7 @@ fail_writer:
 fail:
     pthread_mutex_destroy(&l->lock);
     pthread_cond_destroy(&l->cond);
+    pthread_cond_destroy(&l->ckpt_cond);
     chat__free(l);
     return rc;
 }

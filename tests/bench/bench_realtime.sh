@@ -8,6 +8,7 @@
 #          (nothing stored), and the ratio.
 #  memory: chatd's RSS per idle authenticated websocket, N connections.
 # usage: tests/bench/bench_realtime.sh [BUILD_DIR] [SECONDS] [RATE] [N_IDLE]
+# PIN=1 runs the servers on CPU 0 and the load generator on CPU 1.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-$here/../../build}" && pwd)
@@ -37,10 +38,12 @@ cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 tck=$(getconf CLK_TCK)
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 export SECONDS_PER_PHASE=$secs
+srv_cpu=() gen_cpu=()
+if [ "${PIN:-0}" = 1 ]; then srv_cpu=(taskset -c 0); gen_cpu=(taskset -c 1); fi
 export JWT_SECRET=bench-secret-bench-secret-bench-secret-0000
 
 start_chatd() { # port sync [name]
-    CHAT_LOG_LEVEL=warn "$chatd" --listen 127.0.0.1:$1 --data-dir "$tmp/data-$2${3:-}" \
+    CHAT_LOG_LEVEL=warn "${srv_cpu[@]}" "$chatd" --listen 127.0.0.1:$1 --data-dir "$tmp/data-$2${3:-}" \
         --sync "$2" --rate-send off --rate-token off --rate-login-ip off \
         --rate-login-account off --rate-events off --max-conn-user 1000000 \
         --max-conn-ip 1000000 2>>"$tmp/chatd.log" &
@@ -78,7 +81,7 @@ run_phases() { # label port conv pid
     for r in "$rate" 0; do
         c0=$(cpu "$pid")
         printf '%-16s ' "$label"
-        "$gen" fanout "$port" "$tmp/ids" "$conv" "$r" | tee -a "$tmp/$label.out"
+        "${gen_cpu[@]}" "$gen" fanout "$port" "$tmp/ids" "$conv" "$r" | tee -a "$tmp/$label.out"
         c1=$(cpu "$pid")
         printf '%-16s server CPU %s s\n' "" "$(div "$((c1 - c0))" "$tck")"
     done
@@ -98,7 +101,7 @@ run_phases "chatd sync=normal" "$port" "$conv" "$cpid"
 kill "$cpid"; wait "$cpid" 2>/dev/null || true
 
 port=$(freeport)
-NODE_MODULES_DIR=$nm node "$here/node-fanout-server.mjs" "$port" > "$tmp/node.log" 2>&1 &
+NODE_MODULES_DIR=$nm "${srv_cpu[@]}" node "$here/node-fanout-server.mjs" "$port" > "$tmp/node.log" 2>&1 &
 npid=$!; pids+=($npid)
 for _ in $(seq 100); do grep -q listening "$tmp/node.log" 2>/dev/null && break; sleep 0.1; done
 ( unset JWT_SECRET; run_phases "node socket.io" "$port" "$conv" "$npid" )
