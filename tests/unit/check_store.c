@@ -175,6 +175,49 @@ START_TEST(dm_create_or_get)
 }
 END_TEST
 
+START_TEST(peers_share_a_conversation)
+{
+    chat_user a, b, c, d;
+    chat_conv dm, g;
+    chat_id out[8];
+    const char *members[1];
+    int n = -1, i, seen_b = 0, seen_c = 0;
+
+    mkuser("pa", &a);
+    mkuser("pb", &b);
+    mkuser("pc", &c);
+    mkuser("pd", &d);
+    ck_assert_int_eq(chat_store_peers(S, a.id, out, 8, &n), CHAT_OK);
+    ck_assert_int_eq(n, 0);
+    ck_assert_int_eq(chat_store_conv_dm(S, a.id, b.id, &dm, NULL), CHAT_OK);
+    members[0] = c.id;
+    ck_assert_int_eq(chat_store_conv_group(S, a.id, "g", members, 1, &g),
+                     CHAT_OK);
+    /* b also shares... nothing with c; a shares with both; d with nobody */
+    ck_assert_int_eq(chat_store_peers(S, a.id, out, 8, &n), CHAT_OK);
+    ck_assert_int_eq(n, 2);
+    for (i = 0; i < n; i++) {
+        seen_b += !strcmp(out[i].id, b.id);
+        seen_c += !strcmp(out[i].id, c.id);
+        ck_assert_str_ne(out[i].id, a.id);
+    }
+    ck_assert_int_eq(seen_b, 1);
+    ck_assert_int_eq(seen_c, 1);
+    ck_assert_int_eq(chat_store_peers(S, b.id, out, 8, &n), CHAT_OK);
+    ck_assert_int_eq(n, 1);
+    ck_assert_str_eq(out[0].id, a.id);
+    ck_assert_int_eq(chat_store_peers(S, d.id, out, 8, &n), CHAT_OK);
+    ck_assert_int_eq(n, 0);
+    /* at most max */
+    ck_assert_int_eq(chat_store_peers(S, a.id, out, 1, &n), CHAT_OK);
+    ck_assert_int_eq(n, 1);
+    /* someone who left is no longer a peer */
+    ck_assert_int_eq(chat_store_member_remove(S, g.id, c.id), CHAT_OK);
+    ck_assert_int_eq(chat_store_peers(S, c.id, out, 8, &n), CHAT_OK);
+    ck_assert_int_eq(n, 0);
+}
+END_TEST
+
 START_TEST(groups_limits_and_ownership)
 {
     static chat_user u[101];
@@ -352,6 +395,7 @@ int main(void)
     tcase_add_test(tc, users);
     tcase_add_test(tc, refresh_rotation_reuse_and_expiry);
     tcase_add_test(tc, dm_create_or_get);
+    tcase_add_test(tc, peers_share_a_conversation);
     tcase_add_test(tc, groups_limits_and_ownership);
     tcase_add_test(tc, list_paging_touch_and_read);
     tcase_add_test(tc, persists_across_reopen);
