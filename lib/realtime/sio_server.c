@@ -34,6 +34,8 @@ struct chat__sio_socket {
     void *user;
     room **rooms; /* the rooms this socket is in */
     int nrooms, caprooms;
+    int gone;                 /* left while a room walk was running */
+    chat__sio_socket *zombie; /* in io->zombies until the walk ends */
 };
 
 struct room {
@@ -51,6 +53,8 @@ struct chat__sio {
     char **nsps;
     room *rooms[ROOM_BUCKETS];
     size_t count;
+    int walking;               /* room walks running (they nest) */
+    chat__sio_socket *zombies; /* sockets gone during them */
 };
 
 /* ---- rooms ----------------------------------------------------------------
@@ -169,14 +173,26 @@ size_t chat__sio_room_each(chat__sio *io, const char *room_name,
 
     if (r == NULL)
         return 0;
-    /* fn may disconnect a socket, which edits the room: walk a copy */
+    /* fn may end a socket, and with its Engine.IO session every other
+     * socket of that client, which edits this room: walk a copy, and keep
+     * sockets that go meanwhile allocated (and skipped) until the walk is
+     * over */
     n = r->n;
     list = n <= 64 ? stack : chat__malloc(n * sizeof *list);
     if (list == NULL)
         return 0;
     memcpy(list, r->members, n * sizeof *list);
+    io->walking++;
     for (i = 0; i < n; i++)
-        fn(list[i], arg);
+        if (!list[i]->gone)
+            fn(list[i], arg);
+    if (--io->walking == 0) {
+        while (io->zombies) {
+            chat__sio_socket *z = io->zombies;
+            io->zombies = z->zombie;
+            chat__free(z);
+        }
+    }
     if (list != stack)
         chat__free(list);
     return n;
@@ -266,6 +282,13 @@ static void socket_gone(chat__sio_socket *s, const char *reason)
         }
     }
     io->count--;
+    if (io->walking > 0) { /* a room walk may still hold s */
+        s->gone = 1;
+        s->c = NULL;
+        s->zombie = io->zombies;
+        io->zombies = s;
+        return;
+    }
     chat__free(s);
 }
 
@@ -620,6 +643,11 @@ void chat__sio_free(chat__sio *io)
             chat__free(r->members);
             chat__free(r);
         }
+    }
+    while (io->zombies) {
+        chat__sio_socket *z = io->zombies;
+        io->zombies = z->zombie;
+        chat__free(z);
     }
     chat__free(io->nsps);
     chat__free(io->eio);

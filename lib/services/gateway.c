@@ -1011,18 +1011,19 @@ static int on_connect(chat__sio_socket *s, const cJSON *auth, const char **err,
         *err = "Server busy";
         return -1;
     }
-    if (g->o.max_per_ip > 0 && ipc->n >= g->o.max_per_ip) {
-        if (ipc->n == 0)
-            ip_release(g, ip);
+    /* counted first, so a refusal below gives it back */
+    ipc->n++;
+    if (g->o.max_per_ip > 0 && ipc->n > g->o.max_per_ip) {
+        ip_release(g, ip);
         *err = "Too many connections from this address";
         return -1;
     }
     gs = chat__calloc(1, sizeof *gs);
     if (gs == NULL) {
+        ip_release(g, ip);
         *err = "Server busy";
         return -1;
     }
-    ipc->n++;
     gs->g = g;
     gs->s = s;
     gs->refs = 1;

@@ -122,6 +122,11 @@ class GatewayHostile(unittest.TestCase):
         # (~9 MB of message:new for bob) over her socket
         N = 20000
         slow = self.ws(self.bob["token"])
+        # the same connection joins /ws too: when its queue overflows while
+        # an event goes to its first socket, the second one goes with it
+        slow.send("40/ws," + json.dumps({"token": self.bob["token"]}))
+        self.assertTrue(slow.recv().startswith("40/ws,{"))
+        self.assertIn("authenticated", slow.recv())
         slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         base_rss = rss_kib(self.srv.proc.pid)
         a = self.ws(self.alice["token"])
