@@ -201,11 +201,18 @@ enum {
     CHAT__C_RATE_SEND,
     CHAT__C_RATE_TOKEN,
     CHAT__C_USERS_REGISTERED,
+    CHAT__C_RATE_EVENTS,      /* Socket.IO events over a socket's rate */
+    CHAT__C_RT_AUTHENTICATED, /* Socket.IO sockets that authenticated */
+    CHAT__C_RT_UNAUTHORIZED,  /* ... refused (bad token, timeout, caps) */
+    CHAT__C_RT_CLOSED,        /* authenticated sockets that went */
+    CHAT__C_RT_SLOW,          /* sessions closed as slow consumers */
+    CHAT__C_RT_DELIVERIES,    /* event packets queued to sockets */
     CHAT__C_COUNT
 };
 int chat__metrics_new(chat__metrics **out, int nroutes);
 void chat__metrics_free(chat__metrics *m);
 void chat__metrics_inc(chat__metrics *m, int counter);
+void chat__metrics_add(chat__metrics *m, int counter, unsigned long long n);
 void chat__metrics_request(chat__metrics *m, int route, int status,
                            int64_t micros);
 /* Prometheus text exposition; route names by index. */

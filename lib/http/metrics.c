@@ -56,6 +56,13 @@ void chat__metrics_inc(chat__metrics *m, int counter)
                                   memory_order_relaxed);
 }
 
+void chat__metrics_add(chat__metrics *m, int counter, unsigned long long n)
+{
+    if (m && counter >= 0 && counter < CHAT__C_COUNT)
+        atomic_fetch_add_explicit(&m->counters[counter], n,
+                                  memory_order_relaxed);
+}
+
 void chat__metrics_request(chat__metrics *m, int route, int status,
                            int64_t micros)
 {
@@ -122,6 +129,14 @@ int chat__metrics_render(chat__metrics *m, const chat__route *routes,
         {CHAT__C_RATE_LOGIN, "chat_rate_limited_total", "limit=\"login\""},
         {CHAT__C_RATE_SEND, "chat_rate_limited_total", "limit=\"send\""},
         {CHAT__C_RATE_TOKEN, "chat_rate_limited_total", "limit=\"token\""},
+        {CHAT__C_RATE_EVENTS, "chat_rate_limited_total", "limit=\"events\""},
+        {CHAT__C_RT_AUTHENTICATED, "chat_realtime_sockets_total",
+         "result=\"authenticated\""},
+        {CHAT__C_RT_UNAUTHORIZED, "chat_realtime_sockets_total",
+         "result=\"unauthorized\""},
+        {CHAT__C_RT_CLOSED, "chat_realtime_sockets_closed_total", NULL},
+        {CHAT__C_RT_SLOW, "chat_realtime_slow_consumers_total", NULL},
+        {CHAT__C_RT_DELIVERIES, "chat_realtime_deliveries_total", NULL},
     };
     const char *last = "";
     int i, k, n = m->nroutes + 1;

@@ -152,6 +152,7 @@ static int queue(chat__eio_session *s, int type, int binary, const char *data,
         CHAT_LOG(CHAT_LOG_WARN,
                  "component=eio event=slow_consumer sid=%s ip=%s queued=%zu",
                  s->sid, s->ip, s->queued);
+        chat__metrics_inc(chat__http_metrics(s->e->http), CHAT__C_RT_SLOW);
         fail_session(s, "slow consumer");
         return chat__error(CHAT_ELIMIT, "send queue full");
     }

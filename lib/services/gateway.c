@@ -216,7 +216,12 @@ static void ack_error(chat__sio_socket *s, int64_t id, const char *code,
 /* Tell the client why, then end its connection. */
 static void refuse(chat__sio_socket *s, const char *event, const char *msg)
 {
+    gsock *gs = chat__sio_user(s);
     char json[192];
+
+    if (gs && !gs->user[0])
+        chat__metrics_inc(chat__http_metrics(gs->g->svc->http),
+                          CHAT__C_RT_UNAUTHORIZED);
 
     snprintf(json, sizeof json, "{\"message\":\"%s\"}", msg);
     emit_json(s, event, json);
@@ -228,6 +233,7 @@ static void refuse(chat__sio_socket *s, const char *event, const char *msg)
 
 typedef struct deliver_ctx {
     chat__buf root, ws; /* the packet for "/" and for "/ws" */
+    size_t sockets;     /* reached */
 } deliver_ctx;
 
 static void deliver_one(chat__sio_socket *s, void *arg)
@@ -245,7 +251,7 @@ static void deliver_user(chat__gateway *g, const char *uid, deliver_ctx *d)
     char room[CHAT_ID_LEN + 3];
 
     snprintf(room, sizeof room, "u:%s", uid);
-    chat__sio_room_each(g->io, room, deliver_one, d);
+    d->sockets += chat__sio_room_each(g->io, room, deliver_one, d);
 }
 
 static int in_ids(const chat_id *ids, int n, const char *uid)
@@ -261,7 +267,7 @@ static int in_ids(const chat_id *ids, int n, const char *uid)
 static void deliver(chat__gateway *g, centry *e, item *it)
 {
     const char *name = chat_event_name(it->type);
-    deliver_ctx d = {CHAT__BUF_INIT, CHAT__BUF_INIT};
+    deliver_ctx d = {CHAT__BUF_INIT, CHAT__BUF_INIT, 0};
     int i, skip_actor = it->type == CHAT_EVENT_TYPING;
 
     if (encode_event(&d.root, "/", name, it->payload.data, it->payload.len) ||
@@ -273,6 +279,8 @@ static void deliver(chat__gateway *g, centry *e, item *it)
     for (i = 0; i < it->nids; i++)
         if (!(e && in_ids(e->members, e->n, it->ids[i].id)))
             deliver_user(g, it->ids[i].id, &d);
+    chat__metrics_add(chat__http_metrics(g->svc->http), CHAT__C_RT_DELIVERIES,
+                      d.sockets);
 out:
     chat__buf_free(&d.root);
     chat__buf_free(&d.ws);
@@ -956,6 +964,8 @@ static int authenticate(gsock *gs, const cJSON *token, int64_t ack)
     }
     memcpy(gs->user, cl.sub, sizeof gs->user);
     lws_sul_cancel(&gs->auth_sul);
+    chat__metrics_inc(chat__http_metrics(g->svc->http),
+                      CHAT__C_RT_AUTHENTICATED);
     snprintf(json, sizeof json, "{\"userId\":\"%s\"}", gs->user);
     emit_json(s, "authenticated", json);
     ack_json(s, ack, json);
@@ -1053,6 +1063,7 @@ static void on_disconnect(chat__sio_socket *s, const char *reason, void *ud)
         return;
     lws_sul_cancel(&gs->auth_sul);
     if (gs->user[0]) {
+        chat__metrics_inc(chat__http_metrics(g->svc->http), CHAT__C_RT_CLOSED);
         /* this socket is still in its room: the last one leaves it */
         snprintf(room, sizeof room, "u:%s", gs->user);
         if (chat__sio_room_size(g->io, room) == 1)
@@ -1095,6 +1106,8 @@ static void on_event(chat__sio_socket *s, const cJSON *data,
     if (gs == NULL)
         return;
     if (rate_take(gs) != 0) {
+        chat__metrics_inc(chat__http_metrics(gs->g->svc->http),
+                          CHAT__C_RATE_EVENTS);
         refuse(s, "error", "rate limit exceeded");
         return;
     }

@@ -173,6 +173,12 @@ class PythonSocketIO(unittest.TestCase):
 
     def test_websocket(self):
         self.scenario(["websocket"])
+        with urllib.request.urlopen(self.srv.url + "/metrics") as r:
+            text = r.read().decode()
+        metrics = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                       if line and not line.startswith("#"))
+        self.assertGreater(int(metrics['chat_realtime_sockets_total{result="authenticated"}']), 0)
+        self.assertGreater(int(metrics["chat_realtime_deliveries_total"]), 0)
 
     def test_polling(self):
         self.scenario(["polling"])
