@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Realtime benchmarks (not part of pass/fail); prints figures.
 #  fanout: one 100-member group, every member on a websocket; one member
-#          sends message:send at a fixed rate, then as fast as acks allow
-#          (256 in flight); deliveries/s and send->receive latency, for
+#          sends message:send at a fixed rate (after a 2 s warm-up at that
+#          rate, printed apart), then as fast as acks allow (256 in
+#          flight); deliveries/s and send->receive latency, for
 #          chatd (durable: every message committed before it is fanned
 #          out) and for a minimal Node.js socket.io 4.x room broadcast
 #          (nothing stored), and the ratio.
@@ -36,6 +37,7 @@ trap cleanup EXIT
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 tck=$(getconf CLK_TCK)
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 export SECONDS_PER_PHASE=$secs
 srv_cpu=() gen_cpu=()
@@ -80,8 +82,8 @@ run_phases() { # label port conv pid
     local label=$1 port=$2 conv=$3 pid=$4 c0 c1
     for r in "$rate" 0; do
         c0=$(cpu "$pid")
-        printf '%-16s ' "$label"
-        "${gen_cpu[@]}" "$gen" fanout "$port" "$tmp/ids" "$conv" "$r" | tee -a "$tmp/$label.out"
+        "${gen_cpu[@]}" "$gen" fanout "$port" "$tmp/ids" "$conv" "$r" |
+            sed "s/^/$(printf '%-16s ' "$label")/" | tee -a "$tmp/$label.out"
         c1=$(cpu "$pid")
         printf '%-16s server CPU %s s\n' "" "$(div "$((c1 - c0))" "$tck")"
     done
@@ -107,8 +109,7 @@ for _ in $(seq 100); do grep -q listening "$tmp/node.log" 2>/dev/null && break; 
 ( unset JWT_SECRET; run_phases "node socket.io" "$port" "$conv" "$npid" )
 kill "$npid"; wait "$npid" 2>/dev/null || true
 
-max_of() { grep '^max ' "$tmp/$1.out" | sed -E 's/.*deliveries +[0-9]+ +\( *([0-9]+)\/s\).*/\1/' | tail -1; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+max_of() { grep -E ' max +sent' "$tmp/$1.out" | sed -E 's/.*deliveries +[0-9]+ +\( *([0-9]+)\/s\).*/\1/' | tail -1; }
 c=$(max_of "chatd sync=full"); n=$(max_of "chatd sync=normal"); j=$(max_of "node socket.io")
 printf '\nmax deliveries/s: chatd full %s, chatd normal %s, node %s; ratio full/node %s, normal/node %s\n' \
     "$c" "$n" "$j" "$(div "$c" "$j")" "$(div "$n" "$j")"

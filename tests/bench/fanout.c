@@ -3,10 +3,12 @@
  * speaks Engine.IO v4 / Socket.IO v5 text frames only, enough to stay off
  * the critical path.
  *
- *   fanout PORT IDS_FILE CONV_ID RATE SECONDS   group fanout: every id in
+ *   fanout PORT IDS_FILE CONV_ID RATE   group fanout: every id in
  *       IDS_FILE connects and authenticates; the first sends message:send
  *       at RATE per second (0: as fast as acks allow, 256 in flight) for
- *       SECONDS; prints deliveries/s and send->receive latency p50/p99.
+ *       $SECONDS_PER_PHASE (5); prints deliveries/s and send->receive
+ *       latency p50/p99. A fixed rate is preceded by $WARMUP_SECONDS (2)
+ *       at the same rate, printed as "warmup" and not counted.
  *   idle PORT N                                 N authenticated sockets
  *       held open until stdin closes (for RSS per connection).
  *
@@ -309,13 +311,15 @@ static char (*read_ids(const char *path, int *n))[CHAT_ID_LEN + 1]
     return ids;
 }
 
-static void fanout(const char *conv, double rate, int secs)
+static void fanout(const char *label, const char *conv, double rate, int secs)
 {
     client *sender = &g_c[0];
     char buf[512];
     long sent = 0;
     int64_t start = now_us(), end = start + (int64_t)secs * 1000000, t;
 
+    struct rusage ru0, ru;
+    getrusage(RUSAGE_SELF, &ru0);
     g_nlat = 0;
     g_delivered = g_acked = 0;
     while ((t = now_us()) < end) {
@@ -339,17 +343,19 @@ static void fanout(const char *conv, double rate, int secs)
     while (g_delivered < sent * g_n && now_us() < drain)
         pump(10);
     qsort(g_lat, g_nlat, sizeof *g_lat, cmp_u32);
-    struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("%-10s sent %7ld (%6.0f/s)  deliveries %8ld (%7.0f/s)  "
            "latency p50 %6.2f ms  p99 %6.2f ms  (%ld of %ld delivered; "
            "load generator CPU %.2f s)\n",
-           rate > 0 ? "fixed" : "max", sent, (double)sent / elapsed, delivered,
+           label, sent, (double)sent / elapsed, delivered,
            (double)delivered / elapsed, g_nlat ? g_lat[g_nlat / 2] / 1000.0 : 0,
            g_nlat ? g_lat[g_nlat * 99 / 100] / 1000.0 : 0, g_delivered,
            sent * g_n,
-           (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-               (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+           (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec -
+                    ru0.ru_utime.tv_sec - ru0.ru_stime.tv_sec) +
+               (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec -
+                        ru0.ru_utime.tv_usec - ru0.ru_stime.tv_usec) /
+                   1e6);
     fflush(stdout);
 }
 
@@ -359,10 +365,15 @@ int main(int argc, char **argv)
         int n;
         char(*ids)[CHAT_ID_LEN + 1] = read_ids(argv[3], &n);
         connect_all(atoi(argv[2]), ids, n);
-        fanout(argv[4], atof(argv[5]) > 0 ? atof(argv[5]) : 0,
-               atoi(getenv("SECONDS_PER_PHASE") ? getenv("SECONDS_PER_PHASE")
-                                                : "5"));
-        (void)argv;
+        const char *secs = getenv("SECONDS_PER_PHASE");
+        const char *warm = getenv("WARMUP_SECONDS");
+        double rate = atof(argv[5]) > 0 ? atof(argv[5]) : 0;
+        /* a fresh server first grows its WAL, loads the members and opens
+         * its TCP windows: warm up at the same rate, reported apart */
+        if (rate > 0 && (warm ? atoi(warm) : 2) > 0)
+            fanout("warmup", argv[4], rate, warm ? atoi(warm) : 2);
+        fanout(rate > 0 ? "fixed" : "max", argv[4], rate,
+               atoi(secs ? secs : "5"));
         return 0;
     }
     if (argc == 4 && !strcmp(argv[1], "idle")) {
