@@ -321,6 +321,56 @@ CHAT_API CHAT_WARN_UNUSED int
 chat_log_sqlite_open(chat_log **out, const char *path,
                      const chat_sqlite_opts *opts);
 
+/** Options of the DynamoDB message log (see chat_log_dynamodb_open()).
+ *  Strings are borrowed for the duration of the open call only. */
+typedef struct chat_dynamodb_opts {
+    unsigned version;          /**< CHAT_DYNAMODB_OPTS_VERSION */
+    const char *endpoint;      /**< "http://127.0.0.1:8000"; NULL or "":
+                                    https://dynamodb.REGION.amazonaws.com/ */
+    const char *region;        /**< NULL: "us-east-1" */
+    const char *access_key;    /**< required */
+    const char *secret_key;    /**< required */
+    const char *session_token; /**< NULL: none */
+    const char *table;         /**< NULL: "messages"; idempotency records
+                                    go to "<table>_requests" */
+    int workers;       /**< appends in flight at once (a conversation always
+                            uses the same one, so its appends stay in
+                            order); 0 = 4 */
+    int timeout_ms;    /**< per HTTP attempt; 0 = 5000 */
+    int max_attempts;  /**< per call, with backoff on throttling, 5xx and
+                            transport errors; 0 = 6 */
+    int create_tables; /**< 1: create missing tables at open */
+} chat_dynamodb_opts;
+
+#define CHAT_DYNAMODB_OPTS_VERSION 1
+
+/** Defaults: everything 0/NULL but the version and create_tables = 1. */
+CHAT_API void chat_dynamodb_opts_init(chat_dynamodb_opts *o);
+
+/** Fill @p o from the environment the way AWS tools do:
+ *  DYNAMODB_ENDPOINT, AWS_REGION (else AWS_DEFAULT_REGION),
+ *  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and
+ *  DYNAMODB_TABLE. Pointers borrow getenv()'s strings; unset variables
+ *  leave fields untouched. Not thread-safe against setenv(). */
+CHAT_API void chat_dynamodb_opts_from_env(chat_dynamodb_opts *o);
+
+/**
+ * Open the message log on DynamoDB (its JSON API over HTTPS, SigV4).
+ * Items live in the table (partition key conversation_id, sort key seq,
+ * a global secondary index by_id on id); seq is assigned by reading the
+ * last one and writing last + 1 with a conditional PutItem, retried on
+ * conflict, so any number of instances appending to one conversation
+ * produce 1..N without gaps or duplicates. Appends with a client_msg_id
+ * first claim "<table>_requests" (conditional PutItem), so a retry from
+ * anywhere gets the original; a claim whose writer died is taken over
+ * after 60 s. Appends run on @c workers threads; callbacks run there.
+ * The log never touches a store (chat_log_touches_store() is 0).
+ * @return CHAT_OK, CHAT_EINVAL (bad options), CHAT_EAUTH (credentials
+ *         refused), CHAT_EUNAVAIL (endpoint unreachable) or CHAT_EIO.
+ */
+CHAT_API CHAT_WARN_UNUSED int
+chat_log_dynamodb_open(chat_log **out, const chat_dynamodb_opts *opts);
+
 /** Stop the writer (pending appends are committed first) and close.
  *  NULL is accepted. */
 CHAT_API void chat_log_free(chat_log *l);
