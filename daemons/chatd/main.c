@@ -26,6 +26,10 @@ static const char usage[] =
     "  --sync full|normal   SQLite durability [CHAT_SYNC] (full: an\n"
     "                       acknowledged send survives power loss;\n"
     "                       normal: it survives a crash of chatd)\n"
+    "  --log sqlite|dynamodb  where the message log lives\n"
+    "                       [CHAT_LOG_BACKEND] (sqlite: chat.db; dynamodb:\n"
+    "                       DYNAMODB_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID,\n"
+    "                       AWS_SECRET_ACCESS_KEY, DYNAMODB_TABLE)\n"
     "  --cors ORIGINS       allowed browser origins, '*' or a comma\n"
     "                       list [CHAT_CORS_ORIGINS] (default: none)\n"
     "  --trust-proxy        client IP from X-Forwarded-For\n"
@@ -59,25 +63,17 @@ static const char usage[] =
     "SIGTERM or SIGINT stop chatd cleanly: requests in flight are answered\n"
     "and every acknowledged message is on disk.\n";
 
-static const char *const with_value[] = {"--listen",
-                                         "--data-dir",
-                                         "--workers",
-                                         "--sync",
-                                         "--cors",
-                                         "--rate-login-ip",
-                                         "--rate-login-account",
-                                         "--rate-send",
-                                         "--rate-token",
-                                         "--rate-events",
-                                         "--max-conn-user",
-                                         "--max-conn-ip",
-                                         "--auth-timeout",
-                                         "--ping-interval",
-                                         "--ping-timeout",
-                                         "--access-ttl",
-                                         "--log-level",
-                                         "--log-format",
-                                         NULL};
+static const char *const with_value[] = {
+    "--listen",        "--data-dir",
+    "--workers",       "--sync",
+    "--log",           "--cors",
+    "--rate-login-ip", "--rate-login-account",
+    "--rate-send",     "--rate-token",
+    "--rate-events",   "--max-conn-user",
+    "--max-conn-ip",   "--auth-timeout",
+    "--ping-interval", "--ping-timeout",
+    "--access-ttl",    "--log-level",
+    "--log-format",    NULL};
 static const char *const bools[] = {"--trust-proxy", "--help", "--version",
                                     "-h", NULL};
 
@@ -126,7 +122,7 @@ int main(int argc, char **argv)
     chat_store *store = NULL;
     chat_log *log = NULL;
     chat_server *srv = NULL;
-    const char *listen, *dir, *sync;
+    const char *listen, *dir, *sync, *log_backend;
     char host[256], path[4096];
     uint8_t *secret = NULL;
     size_t secret_len = 0;
@@ -159,6 +155,11 @@ int main(int argc, char **argv)
     sync = chatd_opt(argc, argv, "--sync", "CHAT_SYNC", "full");
     if (strcmp(sync, "full") && strcmp(sync, "normal")) {
         fprintf(stderr, "chatd: --sync must be full or normal\n");
+        return 2;
+    }
+    log_backend = chatd_opt(argc, argv, "--log", "CHAT_LOG_BACKEND", "sqlite");
+    if (strcmp(log_backend, "sqlite") && strcmp(log_backend, "dynamodb")) {
+        fprintf(stderr, "chatd: --log must be sqlite or dynamodb\n");
         return 2;
     }
     if (positive(chatd_opt(argc, argv, "--workers", "CHAT_WORKERS", "4"),
@@ -205,8 +206,23 @@ int main(int argc, char **argv)
     sq.sync_full = !strcmp(sync, "full");
     sq.readers = workers;
     sq.touch_store = 1;
-    if ((rc = chat_store_sqlite_open(&store, path, &sq)) != CHAT_OK ||
-        (rc = chat_log_sqlite_open(&log, path, &sq)) != CHAT_OK) {
+    if ((rc = chat_store_sqlite_open(&store, path, &sq)) != CHAT_OK) {
+        fprintf(stderr, "chatd: cannot open %s: %s\n", path,
+                chat_error_last()->message);
+        goto out;
+    }
+    if (!strcmp(log_backend, "dynamodb")) {
+        chat_dynamodb_opts dy;
+        chat_dynamodb_opts_init(&dy);
+        chat_dynamodb_opts_from_env(&dy);
+        if ((rc = chat_log_dynamodb_open(&log, &dy)) != CHAT_OK) {
+            fprintf(stderr, "chatd: DynamoDB message log: %s\n",
+                    chat_error_last()->message);
+            if (rc == CHAT_EINVAL)
+                status = 2;
+            goto out;
+        }
+    } else if ((rc = chat_log_sqlite_open(&log, path, &sq)) != CHAT_OK) {
         fprintf(stderr, "chatd: cannot open %s: %s\n", path,
                 chat_error_last()->message);
         goto out;
@@ -243,8 +259,9 @@ int main(int argc, char **argv)
     publish_server(srv);
     chatd_log(CHAT_LOG_INFO,
               "event=listening url=http://%s:%d data_dir=%s sync=%s "
-              "version=%s",
-              host, chat_server_port(srv), dir, sync, chat_version());
+              "log=%s version=%s",
+              host, chat_server_port(srv), dir, sync, log_backend,
+              chat_version());
     chat_server_run(srv);
     status = 0;
 out:
