@@ -321,6 +321,56 @@ CHAT_API CHAT_WARN_UNUSED int
 chat_log_sqlite_open(chat_log **out, const char *path,
                      const chat_sqlite_opts *opts);
 
+/** Options of the PostgreSQL backends (chat_store_pg_open(),
+ *  chat_log_pg_open()). Strings are borrowed for the open call only. */
+typedef struct chat_pg_opts {
+    unsigned version;      /**< CHAT_PG_OPTS_VERSION */
+    const char *conninfo;  /**< libpq URI or key=value string, e.g.
+                                "postgresql://chat@127.0.0.1:5432/chat" */
+    int pool_size;         /**< connections (store) / writer threads (log);
+                                0 = 4 */
+    int connect_timeout_s; /**< 0 = 5 */
+    int touch_store;       /**< log: the store's tables are in the same
+                                database; check membership and update the
+                                conversation summary inside the append's
+                                transaction (open the store first) */
+} chat_pg_opts;
+
+#define CHAT_PG_OPTS_VERSION 1
+
+/** Defaults: everything 0/NULL but the version. */
+CHAT_API void chat_pg_opts_init(chat_pg_opts *o);
+
+/** Build a libpq connection string from the environment into @p out
+ *  (@p size bytes): DATABASE_URL if set, else POSTGRES_HOST (localhost),
+ *  POSTGRES_PORT (5432), POSTGRES_USER, POSTGRES_PASSWORD and
+ *  POSTGRES_DB, as the seed's services read them. CHAT_ENOTFOUND when
+ *  none of them is set, CHAT_ELIMIT when @p out is too small. */
+CHAT_API int chat_pg_conninfo_from_env(char *out, size_t size);
+
+/**
+ * Open the store on PostgreSQL: users, refresh tokens, conversations,
+ * memberships and read states. Migrations are applied at open under an
+ * advisory lock (instances starting together are safe). Calls borrow a
+ * pooled connection; a connection that broke is reopened on next use,
+ * and calls made while the server is down fail with CHAT_EUNAVAIL.
+ * Thread-safe. Free with chat_store_free().
+ */
+CHAT_API CHAT_WARN_UNUSED int chat_store_pg_open(chat_store **out,
+                                                 const chat_pg_opts *opts);
+
+/**
+ * Open the message log on PostgreSQL (table messages, primary key
+ * (conversation_id, seq)). Appends run on @c pool_size writer threads, a
+ * conversation always on the same one (in order); each thread commits
+ * what is queued in one transaction (group commit), taking a
+ * per-conversation advisory lock before reading the last seq, so any
+ * number of instances produce 1..N without gaps. Callbacks run on the
+ * writer threads after the commit.
+ */
+CHAT_API CHAT_WARN_UNUSED int chat_log_pg_open(chat_log **out,
+                                               const chat_pg_opts *opts);
+
 /** Options of the DynamoDB message log (see chat_log_dynamodb_open()).
  *  Strings are borrowed for the duration of the open call only. */
 typedef struct chat_dynamodb_opts {

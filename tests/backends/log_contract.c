@@ -3,6 +3,8 @@
  *   log_contract sqlite      a SQLite log in a temporary directory
  *   log_contract dynamodb    DynamoDB at $DYNAMODB_ENDPOINT (dynalite in
  *                            make test, started by with-dynalite.sh)
+ *   log_contract postgres    PostgreSQL at $DATABASE_URL (a private
+ *                            server started by with-postgres.sh)
  *
  * "Two instances" are two chat_log handles on the same data, as two
  * message-service processes would have. */
@@ -37,8 +39,19 @@ static int rm_entry(const char *p, const struct stat *sb, int f,
     return remove(p);
 }
 
+static int is_pg(void)
+{
+    return !strcmp(g_backend, "postgres");
+}
+
 static int open_log(chat_log **out)
 {
+    if (is_pg()) {
+        chat_pg_opts o;
+        chat_pg_opts_init(&o);
+        o.conninfo = getenv("DATABASE_URL");
+        return chat_log_pg_open(out, &o);
+    }
     if (is_ddb()) {
         chat_dynamodb_opts o;
         chat_dynamodb_opts_init(&o);
@@ -499,8 +512,13 @@ int main(int argc, char **argv)
     TCase *tc;
 
     g_backend = argc > 1 ? argv[1] : "sqlite";
-    if (strcmp(g_backend, "sqlite") && strcmp(g_backend, "dynamodb")) {
-        fprintf(stderr, "usage: log_contract sqlite|dynamodb\n");
+    if (strcmp(g_backend, "sqlite") && strcmp(g_backend, "dynamodb") &&
+        strcmp(g_backend, "postgres")) {
+        fprintf(stderr, "usage: log_contract sqlite|dynamodb|postgres\n");
+        return 2;
+    }
+    if (is_pg() && !getenv("DATABASE_URL")) {
+        fprintf(stderr, "log_contract: DATABASE_URL is not set\n");
         return 2;
     }
     if (is_ddb() && !getenv("DYNAMODB_ENDPOINT")) {

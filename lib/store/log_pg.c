@@ -1,0 +1,554 @@
+/* The message log on PostgreSQL, with group commit.
+ *
+ * Appends queue up per writer thread (a conversation always goes to the
+ * same one, so its appends keep their order); a writer commits what is
+ * queued in one transaction and answers each append after the commit.
+ * Inside it, every conversation's advisory lock is taken (in a fixed
+ * order, so writers of several instances cannot deadlock) before its
+ * last seq is read: any number of instances produce 1..N without gaps,
+ * with no counter that could drift from the rows. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/pg_util.h"
+
+#define BATCH_MAX 512
+
+typedef struct ppending {
+    struct ppending *next;
+    chat_append_cb cb;
+    void *userdata;
+    char conv[CHAT_ID_LEN + 1];
+    char sender[CHAT_ID_LEN + 1];
+    char cmid[CHAT_CLIENT_MSG_ID_MAX + 1]; /* "" = none */
+    int require_member;
+    int order; /* place in its batch, for a stable sort */
+    size_t len;
+    /* result */
+    int rc;
+    int created;
+    chat_message msg;
+    char content[]; /* len bytes + NUL */
+} ppending;
+
+struct pg_log;
+
+typedef struct pworker {
+    struct pg_log *l;
+    pthread_t thread;
+    int started;
+    chat__pg conn;
+    ppending *head, *tail;
+    pthread_cond_t cond;
+} pworker;
+
+typedef struct pg_log {
+    chat_log base;
+    pthread_mutex_t lock; /* queues and closing */
+    int closing;
+    int touch_store;
+    char *conninfo;
+    int timeout_s;
+    int nworkers;
+    pworker *workers;
+    chat__pgpool readers;
+} pg_log;
+
+/* Migrations of the "log" schema; never edit a shipped entry. */
+static const char *const g_migrations[] = {
+    "CREATE TABLE IF NOT EXISTS messages ("
+    "  conversation_id TEXT NOT NULL,"
+    "  seq BIGINT NOT NULL,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  sender_id TEXT NOT NULL,"
+    "  client_msg_id TEXT,"
+    "  created_at BIGINT NOT NULL,"
+    "  preview TEXT NOT NULL,"
+    "  has_more INTEGER NOT NULL,"
+    "  content_len INTEGER NOT NULL,"
+    "  content TEXT NOT NULL,"
+    "  PRIMARY KEY (conversation_id, seq));"
+    "CREATE UNIQUE INDEX IF NOT EXISTS messages_idem"
+    "  ON messages (conversation_id, sender_id, client_msg_id);",
+};
+
+#define MSG_COLS                                                               \
+    "id, conversation_id, sender_id, COALESCE(client_msg_id, ''), seq,"        \
+    " created_at, preview, has_more, content_len"
+
+static void read_msg(const PGresult *r, int row, chat_message *m)
+{
+    memset(m, 0, sizeof *m);
+    chat__pg_text(r, row, 0, m->id, sizeof m->id);
+    chat__pg_text(r, row, 1, m->conversation_id, sizeof m->conversation_id);
+    chat__pg_text(r, row, 2, m->sender_id, sizeof m->sender_id);
+    chat__pg_text(r, row, 3, m->client_msg_id, sizeof m->client_msg_id);
+    m->seq = chat__pg_int(r, row, 4);
+    m->created_at = chat__pg_int(r, row, 5);
+    chat__pg_text(r, row, 6, m->preview, sizeof m->preview);
+    m->has_more = chat__pg_int(r, row, 7) != 0;
+    m->content_len = (size_t)chat__pg_int(r, row, 8);
+}
+
+/* The conversation summary and the sender's read marker, in the append's
+ * transaction (touch_store: the store's tables are in this database). */
+static int touch(chat__pg *c, const chat_message *m)
+{
+    static const char q_conv[] =
+        "UPDATE conversations SET last_seq = $2, last_activity_at = $3,"
+        " last_message_id = $4, last_sender_id = $5, last_preview = $6,"
+        " last_has_more = $7 WHERE id = $1 AND last_seq < $2";
+    static const char q_read[] =
+        "UPDATE members SET read_seq = GREATEST(read_seq, $3)"
+        " WHERE conversation_id = $1 AND user_id = $2";
+    chat__pgargs a = {0};
+    PGresult *r;
+    int rc;
+
+    chat__pa_text(&a, m->conversation_id);
+    chat__pa_int(&a, m->seq);
+    chat__pa_int(&a, m->created_at);
+    chat__pa_text(&a, m->id);
+    chat__pa_text(&a, m->sender_id);
+    chat__pa_text(&a, m->preview);
+    chat__pa_int(&a, m->has_more);
+    if (!(r = chat__pg_query(c, q_conv, &a, "touch conversation", &rc)))
+        return rc;
+    PQclear(r);
+    memset(&a, 0, sizeof a);
+    chat__pa_text(&a, m->conversation_id);
+    chat__pa_text(&a, m->sender_id);
+    chat__pa_int(&a, m->seq);
+    if (!(r = chat__pg_query(c, q_read, &a, "sender read marker", &rc)))
+        return rc;
+    PQclear(r);
+    return CHAT_OK;
+}
+
+/* Store one append inside the writer's open transaction, its
+ * conversation's lock held. A refusal is p->rc, not a failure. */
+static int apply(pg_log *l, chat__pg *c, ppending *p)
+{
+    static const char q_member[] =
+        "SELECT (SELECT 1 FROM conversations WHERE id = $1),"
+        " (SELECT 1 FROM members WHERE conversation_id = $1"
+        " AND user_id = $2)";
+    static const char q_idem[] =
+        "SELECT " MSG_COLS " FROM messages WHERE conversation_id = $1"
+        " AND sender_id = $2 AND client_msg_id = $3";
+    static const char q_last[] =
+        "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = $1";
+    static const char q_ins[] =
+        "INSERT INTO messages (conversation_id, seq, id, sender_id,"
+        " client_msg_id, created_at, preview, has_more, content_len, content)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    chat_message *m = &p->msg;
+    chat__pgargs a = {0};
+    PGresult *r;
+    size_t cut;
+    int rc;
+
+    p->rc = CHAT_OK;
+    p->created = 0;
+    if (p->require_member) {
+        chat__pa_text(&a, p->conv);
+        chat__pa_text(&a, p->sender);
+        if (!(r = chat__pg_query(c, q_member, &a, "membership", &rc)))
+            return rc;
+        if (PQgetisnull(r, 0, 0))
+            p->rc = CHAT_ENOTFOUND;
+        else if (PQgetisnull(r, 0, 1))
+            p->rc = CHAT_EPERM;
+        PQclear(r);
+        if (p->rc != CHAT_OK)
+            return CHAT_OK;
+    }
+    if (p->cmid[0]) {
+        memset(&a, 0, sizeof a);
+        chat__pa_text(&a, p->conv);
+        chat__pa_text(&a, p->sender);
+        chat__pa_text(&a, p->cmid);
+        if (!(r = chat__pg_query(c, q_idem, &a, "idempotency lookup", &rc)))
+            return rc;
+        if (PQntuples(r) == 1) {
+            read_msg(r, 0, m);
+            PQclear(r);
+            return CHAT_OK;
+        }
+        PQclear(r);
+    }
+    memset(&a, 0, sizeof a);
+    chat__pa_text(&a, p->conv);
+    if (!(r = chat__pg_query(c, q_last, &a, "last seq", &rc)))
+        return rc;
+    memset(m, 0, sizeof *m);
+    m->seq = chat__pg_int(r, 0, 0) + 1;
+    PQclear(r);
+    if ((rc = chat_uuid_v7(m->id)) != CHAT_OK)
+        return rc;
+    memcpy(m->conversation_id, p->conv, sizeof p->conv);
+    memcpy(m->sender_id, p->sender, sizeof p->sender);
+    memcpy(m->client_msg_id, p->cmid, sizeof p->cmid);
+    m->created_at = chat_time_now_ms();
+    chat_text_preview(p->content, p->len, CHAT_PREVIEW_CHARS, &cut,
+                      &m->has_more);
+    memcpy(m->preview, p->content, cut);
+    m->preview[cut] = '\0';
+    m->content_len = p->len;
+
+    memset(&a, 0, sizeof a);
+    chat__pa_text(&a, m->conversation_id);
+    chat__pa_int(&a, m->seq);
+    chat__pa_text(&a, m->id);
+    chat__pa_text(&a, m->sender_id);
+    chat__pa_text(&a, p->cmid[0] ? p->cmid : NULL);
+    chat__pa_int(&a, m->created_at);
+    chat__pa_text(&a, m->preview);
+    chat__pa_int(&a, m->has_more);
+    chat__pa_int(&a, (int64_t)p->len);
+    chat__pa_text(&a, p->content);
+    if (!(r = chat__pg_query(c, q_ins, &a, "insert message", &rc)))
+        return rc;
+    PQclear(r);
+    if (l->touch_store && (rc = touch(c, m)) != CHAT_OK)
+        return rc;
+    p->created = 1;
+    return CHAT_OK;
+}
+
+static int by_conv(const void *a, const void *b)
+{
+    const ppending *x = *(ppending *const *)a, *y = *(ppending *const *)b;
+    int d = strcmp(x->conv, y->conv);
+
+    /* stable: equal conversations keep their queue order */
+    return d ? d : x->order - y->order;
+}
+
+/* One transaction for the n appends in v (sorted by conversation). */
+static int commit_once(pg_log *l, chat__pg *c, ppending **v, int n)
+{
+    static const char q_lock[] =
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+    const char *locked = NULL;
+    PGresult *r;
+    int rc, i;
+
+    if ((rc = chat__pg_exec(c, "BEGIN", "begin")) != CHAT_OK)
+        return rc;
+    for (i = 0; i < n; i++) {
+        if (locked == NULL || strcmp(locked, v[i]->conv) != 0) {
+            chat__pgargs a = {0};
+            chat__pa_text(&a, v[i]->conv);
+            if (!(r = chat__pg_query(c, q_lock, &a, "conversation lock", &rc)))
+                goto fail;
+            PQclear(r);
+            locked = v[i]->conv;
+        }
+        if ((rc = apply(l, c, v[i])) != CHAT_OK)
+            goto fail;
+    }
+    if ((rc = chat__pg_exec(c, "COMMIT", "commit")) == CHAT_OK)
+        return CHAT_OK;
+fail:
+    if (c->conn && PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+        chat__pg_exec(c, "ROLLBACK", "rollback");
+    return rc;
+}
+
+/* Commit a batch; on a broken connection reconnect and retry once, on a
+ * deadlock or serialization failure retry, on any other failure replay
+ * one append per transaction so a single bad append fails alone. */
+static void commit_batch(pg_log *l, pworker *w, ppending **v, int n)
+{
+    int rc = CHAT_EUNAVAIL, attempt, i;
+
+    for (attempt = 0; attempt < 3; attempt++) {
+        if (w->conn.conn == NULL || PQstatus(w->conn.conn) != CONNECTION_OK) {
+            if ((rc = chat__pg_connect(&w->conn, l->conninfo, l->timeout_s)) !=
+                CHAT_OK)
+                break;
+        }
+        rc = commit_once(l, &w->conn, v, n);
+        if (rc == CHAT_OK || (rc != CHAT_EUNAVAIL && rc != CHAT_EAGAIN))
+            break;
+    }
+    if (rc == CHAT_OK)
+        return;
+    if (n > 1 && rc != CHAT_EUNAVAIL) {
+        CHAT_LOG(CHAT_LOG_WARN,
+                 "component=log backend=postgres event=batch_failed rc=%d"
+                 " action=replay_singly",
+                 rc);
+        for (i = 0; i < n; i++)
+            commit_batch(l, w, &v[i], 1);
+        return;
+    }
+    for (i = 0; i < n; i++)
+        v[i]->rc = rc;
+}
+
+static void *writer_main(void *arg)
+{
+    pworker *w = arg;
+    pg_log *l = w->l;
+    ppending *batch, *p, *next, *v[BATCH_MAX];
+    int n;
+
+    for (;;) {
+        pthread_mutex_lock(&l->lock);
+        while (w->head == NULL && !l->closing)
+            pthread_cond_wait(&w->cond, &l->lock);
+        if (w->head == NULL) { /* closing and drained */
+            pthread_mutex_unlock(&l->lock);
+            return NULL;
+        }
+        batch = w->head;
+        for (p = batch, n = 1; p->next && n < BATCH_MAX; p = p->next)
+            n++;
+        w->head = p->next;
+        if (w->head == NULL)
+            w->tail = NULL;
+        p->next = NULL;
+        pthread_mutex_unlock(&l->lock);
+
+        for (p = batch, n = 0; p; p = p->next) {
+            p->order = n;
+            v[n++] = p;
+        }
+        qsort(v, (size_t)n, sizeof *v, by_conv);
+        commit_batch(l, w, v, n);
+        for (p = batch; p; p = next) {
+            next = p->next;
+            if (p->rc == CHAT_EPERM)
+                chat__error(p->rc, "not a member of this conversation");
+            else if (p->rc == CHAT_ENOTFOUND)
+                chat__error(p->rc, "no such conversation");
+            p->cb(p->rc, p->rc == CHAT_OK ? &p->msg : NULL, p->created,
+                  p->userdata);
+            chat__free(p);
+        }
+    }
+}
+
+static int log_append(chat_log *base, const chat_append *req, chat_append_cb cb,
+                      void *userdata)
+{
+    pg_log *l = (pg_log *)base;
+    size_t cmlen = req->client_msg_id ? strlen(req->client_msg_id) : 0;
+    unsigned h = 2166136261u;
+    const char *s;
+    ppending *p;
+    pworker *w;
+
+    if (req->content_len == 0 || req->content_len > CHAT_MESSAGE_MAX_BYTES)
+        return chat__error(CHAT_EINVAL, "content must be 1 to %d bytes",
+                           CHAT_MESSAGE_MAX_BYTES);
+    /* PostgreSQL text cannot hold NUL */
+    if (!chat_utf8_valid(req->content, req->content_len) ||
+        memchr(req->content, '\0', req->content_len))
+        return chat__error(CHAT_EINVAL, "content is not valid UTF-8 text");
+    if (strlen(req->conversation_id) != CHAT_ID_LEN ||
+        strlen(req->sender_id) != CHAT_ID_LEN)
+        return chat__error(CHAT_EINVAL, "ids must be UUIDs");
+    if (req->require_member && !l->touch_store)
+        return chat__error(CHAT_EINVAL, "this log cannot check membership");
+    if ((req->client_msg_id && cmlen == 0) || cmlen > CHAT_CLIENT_MSG_ID_MAX)
+        return chat__error(CHAT_EINVAL, "client_msg_id must be 1 to %d bytes",
+                           CHAT_CLIENT_MSG_ID_MAX);
+    p = chat__malloc(sizeof *p + req->content_len + 1);
+    if (p == NULL)
+        return chat__error(CHAT_ENOMEM, "out of memory");
+    memset(p, 0, sizeof *p);
+    p->cb = cb;
+    p->userdata = userdata;
+    chat__ascii_lower(p->conv, req->conversation_id, sizeof p->conv);
+    chat__ascii_lower(p->sender, req->sender_id, sizeof p->sender);
+    if (cmlen)
+        memcpy(p->cmid, req->client_msg_id, cmlen + 1);
+    p->require_member = req->require_member;
+    p->len = req->content_len;
+    memcpy(p->content, req->content, req->content_len);
+    p->content[p->len] = '\0';
+
+    for (s = p->conv; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    w = &l->workers[h % (unsigned)l->nworkers];
+    pthread_mutex_lock(&l->lock);
+    if (l->closing) {
+        pthread_mutex_unlock(&l->lock);
+        chat__free(p);
+        return chat__error(CHAT_ECLOSED, "message log is closing");
+    }
+    if (w->tail)
+        w->tail->next = p;
+    else
+        w->head = p;
+    w->tail = p;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&l->lock);
+    return CHAT_OK;
+}
+
+static int log_range(chat_log *base, const char *conv_id, int64_t after_seq,
+                     int64_t before_seq, int limit, chat_message *out, int *n)
+{
+    static const char q_after[] =
+        "SELECT " MSG_COLS " FROM messages WHERE conversation_id = $1"
+        " AND seq > $2 ORDER BY seq LIMIT $3";
+    static const char q_before[] =
+        "SELECT " MSG_COLS " FROM messages WHERE conversation_id = $1"
+        " AND seq < $2 ORDER BY seq DESC LIMIT $3";
+    pg_log *l = (pg_log *)base;
+    char conv[CHAT_ID_LEN + 1];
+    chat__pgargs a = {0};
+    chat__pg *c;
+    PGresult *r;
+    int rc, i, rows;
+
+    *n = 0;
+    if (limit < 1 || limit > CHAT_PAGE_MAX)
+        return chat__error(CHAT_EINVAL, "limit must be 1 to %d", CHAT_PAGE_MAX);
+    if ((c = chat__pgpool_get(&l->readers)) == NULL)
+        return CHAT_EUNAVAIL;
+    chat__ascii_lower(conv, conv_id, sizeof conv);
+    chat__pa_text(&a, conv);
+    chat__pa_int(&a, before_seq > 0 ? before_seq : after_seq);
+    chat__pa_int(&a, limit);
+    r = chat__pg_query(c, before_seq > 0 ? q_before : q_after, &a, "history",
+                       &rc);
+    chat__pgpool_put(&l->readers, c);
+    if (r == NULL)
+        return rc;
+    rows = PQntuples(r);
+    for (i = 0; i < rows && i < limit; i++)
+        /* before: newest first from the query, stored ascending */
+        read_msg(r, before_seq > 0 ? rows - 1 - i : i, &out[i]);
+    *n = i;
+    PQclear(r);
+    return CHAT_OK;
+}
+
+static int log_get(chat_log *base, const char *conv_id, const char *msg_id,
+                   chat_message *out, char **content)
+{
+    static const char q[] = "SELECT " MSG_COLS ", content FROM messages"
+                            " WHERE id = $1 AND conversation_id = $2";
+    pg_log *l = (pg_log *)base;
+    char lm[CHAT_ID_LEN + 1], lc[CHAT_ID_LEN + 1];
+    chat__pgargs a = {0};
+    chat__pg *c;
+    PGresult *r;
+    int rc;
+
+    if (content)
+        *content = NULL;
+    chat__ascii_lower(lm, msg_id, sizeof lm);
+    chat__ascii_lower(lc, conv_id, sizeof lc);
+    if ((c = chat__pgpool_get(&l->readers)) == NULL)
+        return CHAT_EUNAVAIL;
+    chat__pa_text(&a, lm);
+    chat__pa_text(&a, lc);
+    r = chat__pg_query(c, q, &a, "message lookup", &rc);
+    chat__pgpool_put(&l->readers, c);
+    if (r == NULL)
+        return rc;
+    if (PQntuples(r) != 1) {
+        rc = chat__error(CHAT_ENOTFOUND, "no such message");
+    } else {
+        read_msg(r, 0, out);
+        if (content && (*content = chat__strdup(PQgetvalue(r, 0, 9))) == NULL)
+            rc = chat__error(CHAT_ENOMEM, "out of memory");
+    }
+    PQclear(r);
+    return rc;
+}
+
+static void log_free(chat_log *base)
+{
+    pg_log *l = (pg_log *)base;
+    int i;
+
+    pthread_mutex_lock(&l->lock);
+    l->closing = 1;
+    for (i = 0; i < l->nworkers; i++)
+        pthread_cond_broadcast(&l->workers[i].cond);
+    pthread_mutex_unlock(&l->lock);
+    for (i = 0; i < l->nworkers; i++) {
+        if (l->workers[i].started)
+            pthread_join(l->workers[i].thread, NULL); /* commits its queue */
+        chat__pg_disconnect(&l->workers[i].conn);
+        pthread_cond_destroy(&l->workers[i].cond);
+    }
+    chat__free(l->workers);
+    chat__pgpool_close(&l->readers);
+    chat__free(l->conninfo);
+    pthread_mutex_destroy(&l->lock);
+    chat__free(l);
+}
+
+static const chat_log_ops g_ops = {"postgres", log_free, log_append,
+                                   log_range,  log_get,  0};
+static const chat_log_ops g_ops_touch = {"postgres", log_free, log_append,
+                                         log_range,  log_get,  1};
+
+int chat_log_pg_open(chat_log **out, const chat_pg_opts *opts)
+{
+    pg_log *l;
+    chat__pg *c;
+    int rc, i;
+
+    CHAT_ASSERT_ARG(out && opts);
+    if (opts->version != CHAT_PG_OPTS_VERSION)
+        return chat__error(CHAT_EINVAL, "chat_pg_opts: unknown version");
+    if (opts->pool_size < 0 || opts->pool_size > 64)
+        return chat__error(CHAT_EINVAL, "pool_size must be 0 to 64");
+    if ((l = chat__calloc(1, sizeof *l)) == NULL)
+        return chat__error(CHAT_ENOMEM, "out of memory");
+    l->base.ops = opts->touch_store ? &g_ops_touch : &g_ops;
+    l->touch_store = opts->touch_store;
+    l->timeout_s = opts->connect_timeout_s;
+    l->nworkers = opts->pool_size > 0 ? opts->pool_size : 4;
+    pthread_mutex_init(&l->lock, NULL);
+    if ((rc = chat__pgpool_open(&l->readers, opts, l->nworkers)) != CHAT_OK) {
+        pthread_mutex_destroy(&l->lock);
+        chat__free(l);
+        return rc;
+    }
+    l->conninfo = chat__strdup(opts->conninfo);
+    l->workers = chat__calloc((size_t)l->nworkers, sizeof *l->workers);
+    if (l->conninfo == NULL || l->workers == NULL) {
+        l->nworkers = 0;
+        log_free(&l->base);
+        return chat__error(CHAT_ENOMEM, "out of memory");
+    }
+    for (i = 0; i < l->nworkers; i++)
+        pthread_cond_init(&l->workers[i].cond, NULL);
+    if ((c = chat__pgpool_get(&l->readers)) == NULL) {
+        log_free(&l->base);
+        return CHAT_EUNAVAIL;
+    }
+    rc = chat__pg_migrate(c, "log", g_migrations,
+                          (int)CHAT__ARRAY_LEN(g_migrations));
+    chat__pgpool_put(&l->readers, c);
+    for (i = 0; rc == CHAT_OK && i < l->nworkers; i++) {
+        pworker *w = &l->workers[i];
+        w->l = l;
+        if ((rc = chat__pg_connect(&w->conn, l->conninfo, l->timeout_s)) !=
+            CHAT_OK)
+            break;
+        if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+            rc = chat__error(CHAT_ERROR, "cannot start a log writer");
+            break;
+        }
+        w->started = 1;
+        pthread_setname_np(w->thread, "chat-pglog");
+    }
+    if (rc != CHAT_OK) {
+        log_free(&l->base);
+        return rc;
+    }
+    *out = &l->base;
+    return CHAT_OK;
+}
