@@ -30,6 +30,9 @@ static const char usage[] =
     "                       [CHAT_LOG_BACKEND] (sqlite: chat.db; dynamodb:\n"
     "                       DYNAMODB_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID,\n"
     "                       AWS_SECRET_ACCESS_KEY, DYNAMODB_TABLE)\n"
+    "  --bus local|redis    how live events travel [CHAT_BUS] (local:\n"
+    "                       in this process; redis: pub/sub at REDIS_URL,\n"
+    "                       so several chatd or gateways share them)\n"
     "  --cors ORIGINS       allowed browser origins, '*' or a comma\n"
     "                       list [CHAT_CORS_ORIGINS] (default: none)\n"
     "  --trust-proxy        client IP from X-Forwarded-For\n"
@@ -64,16 +67,13 @@ static const char usage[] =
     "and every acknowledged message is on disk.\n";
 
 static const char *const with_value[] = {
-    "--listen",        "--data-dir",
-    "--workers",       "--sync",
-    "--log",           "--cors",
-    "--rate-login-ip", "--rate-login-account",
-    "--rate-send",     "--rate-token",
-    "--rate-events",   "--max-conn-user",
-    "--max-conn-ip",   "--auth-timeout",
-    "--ping-interval", "--ping-timeout",
-    "--access-ttl",    "--log-level",
-    "--log-format",    NULL};
+    "--listen",        "--data-dir",      "--workers",
+    "--sync",          "--log",           "--bus",
+    "--cors",          "--rate-login-ip", "--rate-login-account",
+    "--rate-send",     "--rate-token",    "--rate-events",
+    "--max-conn-user", "--max-conn-ip",   "--auth-timeout",
+    "--ping-interval", "--ping-timeout",  "--access-ttl",
+    "--log-level",     "--log-format",    NULL};
 static const char *const bools[] = {"--trust-proxy", "--help", "--version",
                                     "-h", NULL};
 
@@ -122,7 +122,8 @@ int main(int argc, char **argv)
     chat_store *store = NULL;
     chat_log *log = NULL;
     chat_server *srv = NULL;
-    const char *listen, *dir, *sync, *log_backend;
+    const char *listen, *dir, *sync, *log_backend, *bus_backend;
+    chat_bus *bus = NULL;
     char host[256], path[4096];
     uint8_t *secret = NULL;
     size_t secret_len = 0;
@@ -160,6 +161,11 @@ int main(int argc, char **argv)
     log_backend = chatd_opt(argc, argv, "--log", "CHAT_LOG_BACKEND", "sqlite");
     if (strcmp(log_backend, "sqlite") && strcmp(log_backend, "dynamodb")) {
         fprintf(stderr, "chatd: --log must be sqlite or dynamodb\n");
+        return 2;
+    }
+    bus_backend = chatd_opt(argc, argv, "--bus", "CHAT_BUS", "local");
+    if (strcmp(bus_backend, "local") && strcmp(bus_backend, "redis")) {
+        fprintf(stderr, "chatd: --bus must be local or redis\n");
         return 2;
     }
     if (positive(chatd_opt(argc, argv, "--workers", "CHAT_WORKERS", "4"),
@@ -228,7 +234,21 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    if (!strcmp(bus_backend, "redis")) {
+        chat_redis_opts ro;
+        chat_redis_opts_init(&ro);
+        ro.url = getenv("REDIS_URL");
+        if ((rc = chat_bus_redis_new(&bus, &ro)) != CHAT_OK) {
+            fprintf(stderr, "chatd: Redis bus: %s\n",
+                    chat_error_last()->message);
+            if (rc == CHAT_EINVAL)
+                status = 2;
+            goto out;
+        }
+    }
+
     so.listen_host = host;
+    so.bus = bus;
     so.port = port;
     so.store = store;
     so.log = log;
@@ -259,8 +279,8 @@ int main(int argc, char **argv)
     publish_server(srv);
     chatd_log(CHAT_LOG_INFO,
               "event=listening url=http://%s:%d data_dir=%s sync=%s "
-              "log=%s version=%s",
-              host, chat_server_port(srv), dir, sync, log_backend,
+              "log=%s bus=%s version=%s",
+              host, chat_server_port(srv), dir, sync, log_backend, bus_backend,
               chat_version());
     chat_server_run(srv);
     status = 0;
@@ -268,6 +288,7 @@ out:
     publish_server(NULL);
     chat_server_free(srv);
     chat_log_free(log); /* commits whatever is still queued */
+    chat_bus_free(bus);
     chat_store_free(store);
     free(secret);
     chatd_log(CHAT_LOG_INFO, "event=stopped status=%d", status);

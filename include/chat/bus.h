@@ -9,7 +9,8 @@
  *
  * Thread rules: chat_bus_publish() and chat_bus_subscribe() are
  * thread-safe. Subscribers are called on a bus-owned or publishing thread
- * (the local bus calls them synchronously inside chat_bus_publish), so a
+ * (the local bus calls them synchronously inside chat_bus_publish; the
+ * Redis bus on its subscriber thread), so a
  * subscriber must copy what it keeps and return quickly; the event and its
  * strings are borrowed for the call only.
  */
@@ -70,6 +71,34 @@ struct chat_bus {
 
 /** An in-process bus: publish calls every subscriber before returning. */
 CHAT_API CHAT_WARN_UNUSED int chat_bus_local_new(chat_bus **out);
+
+/** Options of the Redis bus. Strings are borrowed for the call only. */
+typedef struct chat_redis_opts {
+    unsigned version;    /**< CHAT_REDIS_OPTS_VERSION */
+    const char *url;     /**< redis://[:password@]host[:port]; NULL:
+                              redis://127.0.0.1:6379 */
+    const char *channel; /**< pub/sub channel; NULL: "chat:events" */
+    int timeout_ms;      /**< connect and command timeout; 0 = 2000 */
+} chat_redis_opts;
+
+#define CHAT_REDIS_OPTS_VERSION 1
+
+/** Defaults: everything 0/NULL but the version. */
+CHAT_API void chat_redis_opts_init(chat_redis_opts *o);
+
+/**
+ * A bus over Redis pub/sub, for services in different processes: publish
+ * sends the event on the channel (one PUBLISH); a thread of this bus
+ * holds a subscription and calls the subscribers for every event on the
+ * channel, this process's own included. Delivery is at most once: events
+ * published while a subscriber is disconnected are not replayed (it
+ * reconnects by itself, with backoff, and logs the gap; clients catch up
+ * from the message log). publish returns CHAT_EUNAVAIL when Redis cannot
+ * be reached (after one reconnect attempt).
+ * @return CHAT_OK, CHAT_EINVAL (bad URL), CHAT_EUNAVAIL (cannot connect).
+ */
+CHAT_API CHAT_WARN_UNUSED int chat_bus_redis_new(chat_bus **out,
+                                                 const chat_redis_opts *opts);
 
 /** Publish @p ev to every subscriber. CHAT_OK, or the backend's error
  *  (then the event may not have reached anyone). */

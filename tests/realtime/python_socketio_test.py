@@ -22,8 +22,10 @@ CHATD = os.environ.get("CHATD")
 
 
 class Chatd:
-    def __init__(self, *args):
-        self.dir = tempfile.mkdtemp(prefix="chatd-py-")
+    def __init__(self, *args, data_dir=None):
+        # data_dir: share another chatd's database (several processes)
+        self.own_dir = data_dir is None
+        self.dir = data_dir or tempfile.mkdtemp(prefix="chatd-py-")
         self.proc = subprocess.Popen(
             [CHATD, "--listen", "127.0.0.1:0", "--data-dir", self.dir,
              "--rate-login-ip", "off", "--rate-login-account", "off", *args],
@@ -75,7 +77,8 @@ class Chatd:
     def stop(self):
         self.proc.terminate()
         code = self.proc.wait(timeout=15)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
         return code
 
 

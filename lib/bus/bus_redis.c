@@ -1,0 +1,444 @@
+/* The event bus over Redis pub/sub (hiredis).
+ *
+ * An event travels as one message on the channel: a JSON header (type,
+ * conversation, actor, recipients, flags), a newline, then the payload
+ * exactly as clients receive it. One connection publishes (under a lock,
+ * reconnected on failure); a thread holds the subscription on a second
+ * one and calls the subscribers, reconnecting with backoff when Redis
+ * goes away. */
+#include <curl/curl.h>
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include <chat/bus.h>
+
+#include "core/internal.h"
+
+#define REDIS_MAX_SUBS 16
+
+typedef struct redis_bus {
+    chat_bus base;
+    char host[256];
+    int port;
+    char *password;
+    char channel[128];
+    struct timeval timeout;
+
+    pthread_mutex_t pub_lock;
+    redisContext *pub;
+
+    pthread_mutex_t lock; /* subs, closing, sub (for shutdown), ready */
+    pthread_cond_t ready_cond;
+    int ready; /* subscribed at least once */
+    int closing;
+    redisContext *sub;
+    pthread_t thread;
+    int started;
+    int n;
+    struct {
+        chat_event_fn fn;
+        void *userdata;
+    } subs[REDIS_MAX_SUBS];
+} redis_bus;
+
+void chat_redis_opts_init(chat_redis_opts *o)
+{
+    if (o) {
+        memset(o, 0, sizeof *o);
+        o->version = CHAT_REDIS_OPTS_VERSION;
+    }
+}
+
+/* redis://[:password@]host[:port] into b. */
+static int parse_url(redis_bus *b, const char *url)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL, *pw = NULL;
+    int rc = CHAT_EINVAL;
+
+    if (u == NULL)
+        return chat__error(CHAT_ENOMEM, "out of memory");
+    if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) ==
+            CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        !strcmp(scheme, "redis") &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        strlen(host) < sizeof b->host) {
+        /* [::1] -> ::1 */
+        size_t n = strlen(host);
+        if (n > 2 && host[0] == '[' && host[n - 1] == ']')
+            snprintf(b->host, sizeof b->host, "%.*s", (int)n - 2, host + 1);
+        else
+            snprintf(b->host, sizeof b->host, "%s", host);
+        b->port = 6379;
+        rc = CHAT_OK;
+        if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK)
+            b->port = atoi(port);
+        if (curl_url_get(u, CURLUPART_PASSWORD, &pw, CURLU_URLDECODE) ==
+                CURLUE_OK &&
+            *pw && (b->password = chat__strdup(pw)) == NULL)
+            rc = chat__error(CHAT_ENOMEM, "out of memory");
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_free(pw);
+    curl_url_cleanup(u);
+    if (rc == CHAT_EINVAL)
+        chat__error(rc,
+                    "Redis URL \"%s\" is not redis://[:password@]host"
+                    "[:port]",
+                    url);
+    return rc;
+}
+
+/* A connected, authenticated context; NULL and the last error if not. */
+static redisContext *connect_redis(redis_bus *b)
+{
+    redisContext *c = redisConnectWithTimeout(b->host, b->port, b->timeout);
+    redisReply *r;
+
+    if (c == NULL) {
+        chat__error(CHAT_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (c->err) {
+        chat__error(CHAT_EUNAVAIL, "Redis %s:%d: %s", b->host, b->port,
+                    c->errstr);
+        redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, b->timeout);
+    if (b->password) {
+        const char *argv[2] = {"AUTH", b->password};
+        r = redisCommandArgv(c, 2, argv, NULL);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            chat__error(r ? CHAT_EAUTH : CHAT_EUNAVAIL, "Redis AUTH: %s",
+                        r ? r->str : c->errstr);
+            if (r)
+                freeReplyObject(r);
+            redisFree(c);
+            return NULL;
+        }
+        freeReplyObject(r);
+    }
+    return c;
+}
+
+/* ---- publishing ------------------------------------------------------------
+ */
+
+static int encode(const chat_event *ev, chat__buf *out)
+{
+    cJSON *h = cJSON_CreateObject(), *rc;
+    char *text;
+    int i, ok;
+
+    ok = h && cJSON_AddNumberToObject(h, "type", ev->type) &&
+         (!ev->conversation_id ||
+          cJSON_AddStringToObject(h, "conversation_id", ev->conversation_id)) &&
+         (!ev->user_id || cJSON_AddStringToObject(h, "user_id", ev->user_id)) &&
+         cJSON_AddNumberToObject(h, "to_members", ev->to_members != 0) &&
+         cJSON_AddNumberToObject(h, "members_changed",
+                                 ev->members_changed != 0) &&
+         (rc = cJSON_AddArrayToObject(h, "recipients")) != NULL;
+    for (i = 0; ok && i < ev->nrecipients; i++)
+        ok = cJSON_AddItemToArray(rc, cJSON_CreateString(ev->recipients[i]));
+    text = ok ? cJSON_PrintUnformatted(h) : NULL;
+    cJSON_Delete(h);
+    if (text == NULL)
+        return chat__error(CHAT_ENOMEM, "out of memory");
+    out->len = 0;
+    chat__buf_puts(out, text);
+    chat__buf_append(out, "\n", 1);
+    chat__buf_append(out, ev->payload, ev->payload_len);
+    cJSON_free(text);
+    return out->failed ? chat__error(CHAT_ENOMEM, "out of memory") : CHAT_OK;
+}
+
+static int redis_publish(chat_bus *base, const chat_event *ev)
+{
+    redis_bus *b = (redis_bus *)base;
+    chat__buf msg = CHAT__BUF_INIT;
+    const char *argv[3] = {"PUBLISH", b->channel, NULL};
+    size_t lens[3];
+    redisReply *r = NULL;
+    int rc, attempt;
+
+    if ((rc = encode(ev, &msg)) != CHAT_OK) {
+        chat__buf_free(&msg);
+        return rc;
+    }
+    argv[2] = msg.data;
+    lens[0] = 7;
+    lens[1] = strlen(b->channel);
+    lens[2] = msg.len;
+    rc = CHAT_EUNAVAIL;
+    pthread_mutex_lock(&b->pub_lock);
+    for (attempt = 0; attempt < 2; attempt++) {
+        if (b->pub == NULL && (b->pub = connect_redis(b)) == NULL)
+            continue;
+        r = redisCommandArgv(b->pub, 3, argv, lens);
+        if (r && r->type == REDIS_REPLY_INTEGER) {
+            rc = CHAT_OK;
+            break;
+        }
+        chat__error(CHAT_EUNAVAIL, "Redis PUBLISH: %s",
+                    r ? r->str : b->pub->errstr);
+        if (r)
+            freeReplyObject(r);
+        r = NULL;
+        redisFree(b->pub); /* reconnect: the context may be unusable */
+        b->pub = NULL;
+    }
+    pthread_mutex_unlock(&b->pub_lock);
+    if (r)
+        freeReplyObject(r);
+    chat__buf_free(&msg);
+    return rc;
+}
+
+/* ---- subscribing ----------------------------------------------------------
+ */
+
+static void dispatch(redis_bus *b, const char *data, size_t len)
+{
+    const char *nl = memchr(data, '\n', len);
+    const char *ids[CHAT_GROUP_MAX_MEMBERS + 8];
+    const cJSON *t, *c, *u, *m, *x, *rc, *it;
+    cJSON *h;
+    chat_event ev;
+    int i, n = 0;
+
+    if (nl == NULL)
+        goto bad;
+    h = cJSON_ParseWithLength(data, (size_t)(nl - data));
+    t = cJSON_GetObjectItemCaseSensitive(h, "type");
+    c = cJSON_GetObjectItemCaseSensitive(h, "conversation_id");
+    u = cJSON_GetObjectItemCaseSensitive(h, "user_id");
+    m = cJSON_GetObjectItemCaseSensitive(h, "to_members");
+    x = cJSON_GetObjectItemCaseSensitive(h, "members_changed");
+    rc = cJSON_GetObjectItemCaseSensitive(h, "recipients");
+    if (!cJSON_IsNumber(t) || !chat_event_name((chat_event_type)t->valueint) ||
+        !cJSON_IsArray(rc) ||
+        cJSON_GetArraySize(rc) > (int)CHAT__ARRAY_LEN(ids)) {
+        cJSON_Delete(h);
+        goto bad;
+    }
+    cJSON_ArrayForEach(it, rc)
+    {
+        if (!cJSON_IsString(it)) {
+            cJSON_Delete(h);
+            goto bad;
+        }
+        ids[n++] = it->valuestring;
+    }
+    memset(&ev, 0, sizeof ev);
+    ev.type = (chat_event_type)t->valueint;
+    ev.conversation_id = cJSON_IsString(c) ? c->valuestring : NULL;
+    ev.user_id = cJSON_IsString(u) ? u->valuestring : NULL;
+    ev.to_members = cJSON_IsNumber(m) && m->valueint != 0;
+    ev.members_changed = cJSON_IsNumber(x) && x->valueint != 0;
+    ev.recipients = n ? ids : NULL;
+    ev.nrecipients = n;
+    ev.payload = nl + 1;
+    ev.payload_len = len - (size_t)(nl + 1 - data);
+    pthread_mutex_lock(&b->lock);
+    n = b->n;
+    pthread_mutex_unlock(&b->lock);
+    for (i = 0; i < n; i++) /* entries never change once added */
+        b->subs[i].fn(&ev, b->subs[i].userdata);
+    cJSON_Delete(h);
+    return;
+bad:
+    CHAT_LOG(CHAT_LOG_WARN,
+             "component=bus backend=redis event=bad_message"
+             " len=%zu",
+             len);
+}
+
+static int closing(redis_bus *b)
+{
+    int c;
+
+    pthread_mutex_lock(&b->lock);
+    c = b->closing;
+    pthread_mutex_unlock(&b->lock);
+    return c;
+}
+
+static void *sub_main(void *arg)
+{
+    redis_bus *b = arg;
+    unsigned backoff_ms = 100;
+    int was_connected = 1;
+
+    while (!closing(b)) {
+        const char *argv[2] = {"SUBSCRIBE", b->channel};
+        redisContext *c = connect_redis(b);
+        redisReply *r = NULL;
+
+        if (c) {
+            struct timeval none = {0, 0};
+            r = redisCommandArgv(c, 2, argv, NULL);
+            redisSetTimeout(c, none); /* then wait for messages forever */
+        }
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+            struct timespec ts;
+            if (r)
+                freeReplyObject(r);
+            if (c)
+                redisFree(c);
+            if (was_connected)
+                CHAT_LOG(CHAT_LOG_WARN,
+                         "component=bus backend=redis event=disconnected"
+                         " msg=\"%s\" action=retry",
+                         chat_error_last()->message);
+            was_connected = 0;
+            ts.tv_sec = backoff_ms / 1000;
+            ts.tv_nsec = (long)(backoff_ms % 1000) * 1000000L;
+            nanosleep(&ts, NULL);
+            backoff_ms = backoff_ms < 2000 ? backoff_ms * 2 : 2000;
+            continue;
+        }
+        freeReplyObject(r);
+        if (!was_connected)
+            CHAT_LOG(CHAT_LOG_INFO, "component=bus backend=redis"
+                                    " event=reconnected (events published"
+                                    " meanwhile were not received)");
+        was_connected = 1;
+        backoff_ms = 100;
+        pthread_mutex_lock(&b->lock);
+        b->sub = c;
+        b->ready = 1;
+        pthread_cond_broadcast(&b->ready_cond);
+        if (b->closing) /* free() ran before we published c */
+            shutdown(c->fd, SHUT_RDWR);
+        pthread_mutex_unlock(&b->lock);
+        for (;;) {
+            void *reply = NULL;
+            redisReply *rr;
+            if (redisGetReply(c, &reply) != REDIS_OK || reply == NULL)
+                break;
+            rr = reply;
+            if (rr->type == REDIS_REPLY_ARRAY && rr->elements == 3 &&
+                rr->element[0]->type == REDIS_REPLY_STRING &&
+                !strcmp(rr->element[0]->str, "message") &&
+                rr->element[2]->type == REDIS_REPLY_STRING)
+                dispatch(b, rr->element[2]->str, rr->element[2]->len);
+            freeReplyObject(rr);
+        }
+        pthread_mutex_lock(&b->lock);
+        b->sub = NULL;
+        pthread_mutex_unlock(&b->lock);
+        chat__error(CHAT_EUNAVAIL, "Redis subscription: %s", c->errstr);
+        redisFree(c);
+    }
+    return NULL;
+}
+
+static int redis_subscribe(chat_bus *base, chat_event_fn fn, void *userdata)
+{
+    redis_bus *b = (redis_bus *)base;
+    int rc = CHAT_OK;
+
+    pthread_mutex_lock(&b->lock);
+    if (b->n == REDIS_MAX_SUBS) {
+        rc = chat__error(CHAT_ELIMIT, "at most %d bus subscribers",
+                         REDIS_MAX_SUBS);
+    } else {
+        b->subs[b->n].fn = fn;
+        b->subs[b->n].userdata = userdata;
+        b->n++;
+    }
+    pthread_mutex_unlock(&b->lock);
+    return rc;
+}
+
+static void redis_free(chat_bus *base)
+{
+    redis_bus *b = (redis_bus *)base;
+
+    pthread_mutex_lock(&b->lock);
+    b->closing = 1;
+    if (b->sub) /* wakes the subscriber thread out of its read */
+        shutdown(b->sub->fd, SHUT_RDWR);
+    pthread_mutex_unlock(&b->lock);
+    if (b->started)
+        pthread_join(b->thread, NULL);
+    if (b->pub)
+        redisFree(b->pub);
+    chat__free(b->password);
+    pthread_mutex_destroy(&b->lock);
+    pthread_cond_destroy(&b->ready_cond);
+    pthread_mutex_destroy(&b->pub_lock);
+    chat__free(b);
+}
+
+static const chat_bus_ops g_redis_ops = {"redis", redis_publish,
+                                         redis_subscribe, redis_free};
+
+int chat_bus_redis_new(chat_bus **out, const chat_redis_opts *o)
+{
+    redis_bus *b;
+    int rc, ms;
+
+    CHAT_ASSERT_ARG(out && o);
+    if (o->version != CHAT_REDIS_OPTS_VERSION)
+        return chat__error(CHAT_EINVAL, "chat_redis_opts: unknown version");
+    if (o->channel && (!*o->channel || strlen(o->channel) >= 128))
+        return chat__error(CHAT_EINVAL, "channel must be 1-127 bytes");
+    if ((b = chat__calloc(1, sizeof *b)) == NULL)
+        return chat__error(CHAT_ENOMEM, "out of memory");
+    b->base.ops = &g_redis_ops;
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->ready_cond, NULL);
+    pthread_mutex_init(&b->pub_lock, NULL);
+    snprintf(b->channel, sizeof b->channel, "%s",
+             o->channel ? o->channel : "chat:events");
+    ms = o->timeout_ms > 0 ? o->timeout_ms : 2000;
+    b->timeout.tv_sec = ms / 1000;
+    b->timeout.tv_usec = (ms % 1000) * 1000;
+    if ((rc = parse_url(b, o->url && *o->url ? o->url
+                                             : "redis://127.0.0.1:6379")) !=
+        CHAT_OK) {
+        redis_free(&b->base);
+        return rc;
+    }
+    /* fail now if Redis is not there; later outages are retried */
+    if ((b->pub = connect_redis(b)) == NULL) {
+        rc = chat_error_last()->code;
+        redis_free(&b->base);
+        return rc;
+    }
+    if (pthread_create(&b->thread, NULL, sub_main, b) != 0) {
+        redis_free(&b->base);
+        return chat__error(CHAT_ERROR, "cannot start the Redis subscriber");
+    }
+    b->started = 1;
+    pthread_setname_np(b->thread, "chat-redis");
+    /* an event published once this returns reaches this bus's subscribers */
+    {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += b->timeout.tv_sec + 1;
+        pthread_mutex_lock(&b->lock);
+        while (!b->ready &&
+               pthread_cond_timedwait(&b->ready_cond, &b->lock, &until) == 0)
+            ;
+        rc = b->ready;
+        pthread_mutex_unlock(&b->lock);
+        if (!rc) {
+            redis_free(&b->base);
+            return chat__error(CHAT_EUNAVAIL, "Redis: cannot subscribe");
+        }
+    }
+    *out = &b->base;
+    return CHAT_OK;
+}

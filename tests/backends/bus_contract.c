@@ -1,0 +1,337 @@
+/* The event bus's contract, one suite run against every backend:
+ *
+ *   bus_contract local    the in-process bus
+ *   bus_contract redis    Redis pub/sub at $REDIS_URL (a private
+ *                         redis-server started by with-redis.sh)
+ *
+ * With Redis, publisher and subscriber are separate bus handles, as the
+ * message-service and a gateway in two processes would be. */
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <chat/chat.h>
+#include "check_run.h"
+
+static const char *g_backend;
+
+static int is_redis(void)
+{
+    return !strcmp(g_backend, "redis");
+}
+
+/* What a subscriber saw: copies, in arrival order. */
+typedef struct got {
+    chat_event_type type;
+    char conv[CHAT_ID_LEN + 1], user[CHAT_ID_LEN + 1];
+    int to_members, members_changed, nrecipients;
+    char recipients[4][CHAT_ID_LEN + 1];
+    char payload[256];
+} got;
+
+typedef struct inbox {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    got *items;
+    int n, cap;
+} inbox;
+
+static void on_event(const chat_event *ev, void *ud)
+{
+    inbox *in = ud;
+    got *g;
+    int i;
+
+    pthread_mutex_lock(&in->lock);
+    if (in->n == in->cap) {
+        in->cap = in->cap ? in->cap * 2 : 64;
+        in->items = realloc(in->items, (size_t)in->cap * sizeof *in->items);
+    }
+    g = &in->items[in->n];
+    memset(g, 0, sizeof *g);
+    g->type = ev->type;
+    snprintf(g->conv, sizeof g->conv, "%s",
+             ev->conversation_id ? ev->conversation_id : "");
+    snprintf(g->user, sizeof g->user, "%s", ev->user_id ? ev->user_id : "");
+    g->to_members = ev->to_members;
+    g->members_changed = ev->members_changed;
+    g->nrecipients = ev->nrecipients;
+    for (i = 0; i < ev->nrecipients && i < 4; i++)
+        snprintf(g->recipients[i], sizeof g->recipients[i], "%s",
+                 ev->recipients[i]);
+    snprintf(g->payload, sizeof g->payload, "%.*s", (int)ev->payload_len,
+             ev->payload);
+    in->n++;
+    pthread_cond_broadcast(&in->cond);
+    pthread_mutex_unlock(&in->lock);
+}
+
+static void inbox_init(inbox *in)
+{
+    memset(in, 0, sizeof *in);
+    pthread_mutex_init(&in->lock, NULL);
+    pthread_cond_init(&in->cond, NULL);
+}
+
+/* Wait until the inbox holds n events (10 s at most); returns the count. */
+static int inbox_wait(inbox *in, int n)
+{
+    struct timespec until;
+    int have;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&in->lock);
+    while (in->n < n &&
+           pthread_cond_timedwait(&in->cond, &in->lock, &until) == 0)
+        ;
+    have = in->n;
+    pthread_mutex_unlock(&in->lock);
+    return have;
+}
+
+static void inbox_free(inbox *in)
+{
+    free(in->items);
+    pthread_mutex_destroy(&in->lock);
+    pthread_cond_destroy(&in->cond);
+}
+
+static int open_bus(chat_bus **out)
+{
+    if (is_redis()) {
+        chat_redis_opts o;
+        chat_redis_opts_init(&o);
+        o.url = getenv("REDIS_URL");
+        o.channel = "contract";
+        return chat_bus_redis_new(out, &o);
+    }
+    return chat_bus_local_new(out);
+}
+
+/* Publisher and subscriber: two handles on Redis, one locally. */
+static chat_bus *P, *S;
+static inbox IN;
+
+static void setup(void)
+{
+    inbox_init(&IN);
+    ck_assert_int_eq(open_bus(&S), CHAT_OK);
+    if (is_redis())
+        ck_assert_int_eq(open_bus(&P), CHAT_OK);
+    else
+        P = S;
+    ck_assert_int_eq(chat_bus_subscribe(S, on_event, &IN), CHAT_OK);
+}
+
+static void teardown(void)
+{
+    if (P != S)
+        chat_bus_free(P);
+    chat_bus_free(S);
+    inbox_free(&IN);
+}
+
+START_TEST(every_field_arrives)
+{
+    const char *rcpt[] = {"0190b3c4-0000-7000-8000-000000000001",
+                          "0190b3c4-0000-7000-8000-000000000002"};
+    const char payload[] = "{\"conversation_id\":\"c\",\"text\":\"h\\u00e9 "
+                           "\xc3\xa9\\n\",\"seq\":7}";
+    chat_event ev;
+    int t;
+
+    for (t = CHAT_EVENT_MESSAGE_NEW; t <= CHAT_EVENT_PRESENCE; t++) {
+        memset(&ev, 0, sizeof ev);
+        ev.type = (chat_event_type)t;
+        ev.conversation_id = t == CHAT_EVENT_PRESENCE
+                                 ? NULL
+                                 : "0190b3c4-0000-7000-8000-0000000000cc";
+        ev.user_id = "0190b3c4-0000-7000-8000-0000000000aa";
+        ev.to_members = t != CHAT_EVENT_PRESENCE;
+        ev.members_changed = t == CHAT_EVENT_CONVERSATION_UPDATED;
+        ev.recipients = t >= CHAT_EVENT_CONVERSATION_UPDATED ? rcpt : NULL;
+        ev.nrecipients = t >= CHAT_EVENT_CONVERSATION_UPDATED ? 2 : 0;
+        ev.payload = payload;
+        ev.payload_len = strlen(payload);
+        ck_assert_int_eq(chat_bus_publish(P, &ev), CHAT_OK);
+    }
+    ck_assert_int_eq(inbox_wait(&IN, 5), 5);
+    for (t = 0; t < 5; t++) {
+        got *g = &IN.items[t];
+        ck_assert_int_eq(g->type, t + 1);
+        ck_assert_str_eq(g->conv, t + 1 == CHAT_EVENT_PRESENCE
+                                      ? ""
+                                      : "0190b3c4-0000-7000-8000-0000000000cc");
+        ck_assert_str_eq(g->user, "0190b3c4-0000-7000-8000-0000000000aa");
+        ck_assert_int_eq(g->to_members, t + 1 != CHAT_EVENT_PRESENCE);
+        ck_assert_int_eq(g->members_changed,
+                         t + 1 == CHAT_EVENT_CONVERSATION_UPDATED);
+        ck_assert_int_eq(g->nrecipients,
+                         t + 1 >= CHAT_EVENT_CONVERSATION_UPDATED ? 2 : 0);
+        if (g->nrecipients) {
+            ck_assert_str_eq(g->recipients[0], rcpt[0]);
+            ck_assert_str_eq(g->recipients[1], rcpt[1]);
+        }
+        ck_assert_str_eq(g->payload, payload); /* byte for byte */
+    }
+}
+END_TEST
+
+START_TEST(order_is_kept)
+{
+    char payload[32];
+    chat_event ev;
+    int i;
+
+    memset(&ev, 0, sizeof ev);
+    ev.type = CHAT_EVENT_MESSAGE_NEW;
+    ev.conversation_id = "0190b3c4-0000-7000-8000-0000000000cc";
+    ev.to_members = 1;
+    for (i = 0; i < 2000; i++) {
+        ev.payload_len =
+            (size_t)snprintf(payload, sizeof payload, "{\"seq\":%d}", i + 1);
+        ev.payload = payload;
+        ck_assert_int_eq(chat_bus_publish(P, &ev), CHAT_OK);
+    }
+    ck_assert_int_eq(inbox_wait(&IN, 2000), 2000);
+    for (i = 0; i < 2000; i++) {
+        snprintf(payload, sizeof payload, "{\"seq\":%d}", i + 1);
+        ck_assert_str_eq(IN.items[i].payload, payload);
+    }
+}
+END_TEST
+
+START_TEST(every_subscriber_of_every_handle)
+{
+    chat_bus *other = NULL;
+    inbox second, third;
+    chat_event ev;
+
+    inbox_init(&second);
+    inbox_init(&third);
+    ck_assert_int_eq(chat_bus_subscribe(S, on_event, &second), CHAT_OK);
+    if (is_redis()) { /* a third process */
+        ck_assert_int_eq(open_bus(&other), CHAT_OK);
+        ck_assert_int_eq(chat_bus_subscribe(other, on_event, &third), CHAT_OK);
+    }
+    memset(&ev, 0, sizeof ev);
+    ev.type = CHAT_EVENT_TYPING;
+    ev.conversation_id = "0190b3c4-0000-7000-8000-0000000000cc";
+    ev.payload = "{}";
+    ev.payload_len = 2;
+    ck_assert_int_eq(chat_bus_publish(P, &ev), CHAT_OK);
+    ck_assert_int_eq(inbox_wait(&IN, 1), 1);
+    ck_assert_int_eq(inbox_wait(&second, 1), 1);
+    if (other) {
+        ck_assert_int_eq(inbox_wait(&third, 1), 1);
+        chat_bus_free(other);
+    }
+    inbox_free(&second);
+    inbox_free(&third);
+}
+END_TEST
+
+START_TEST(refuses_bad_events)
+{
+    chat_event ev;
+
+    memset(&ev, 0, sizeof ev);
+    ev.type = (chat_event_type)99;
+    ev.payload = "{}";
+    ev.payload_len = 2;
+    ck_assert_int_eq(chat_bus_publish(P, &ev), CHAT_EINVAL);
+    ev.type = CHAT_EVENT_TYPING;
+    ev.payload = NULL;
+    ck_assert_int_eq(chat_bus_publish(P, &ev), CHAT_EINVAL);
+    ck_assert_int_eq(chat_bus_subscribe(S, NULL, NULL), CHAT_EINVAL);
+}
+END_TEST
+
+/* Redis only: an outage, then the subscription comes back by itself. */
+START_TEST(redis_restart)
+{
+    char cmd[512];
+    const char *ctl = getenv("REDIS_CTL_CMD");
+    chat_event ev;
+    int i, have = 0;
+
+    if (!is_redis())
+        return;
+    ck_assert_ptr_nonnull(ctl);
+    memset(&ev, 0, sizeof ev);
+    ev.type = CHAT_EVENT_PRESENCE;
+    ev.payload = "{\"n\":1}";
+    ev.payload_len = 7;
+    snprintf(cmd, sizeof cmd, "%s stop", ctl);
+    ck_assert_int_eq(system(cmd), 0);
+    /* while it is down: a clear error, no crash, no hang */
+    ck_assert_int_eq(chat_bus_publish(P, &ev), CHAT_EUNAVAIL);
+    snprintf(cmd, sizeof cmd, "%s start", ctl);
+    ck_assert_int_eq(system(cmd), 0);
+    /* the subscriber reconnects with backoff (at most 2 s apart): keep
+     * publishing until one arrives */
+    for (i = 0; i < 100 && have == 0; i++) {
+        chat_bus_publish(P, &ev);
+        usleep(100000);
+        pthread_mutex_lock(&IN.lock);
+        have = IN.n;
+        pthread_mutex_unlock(&IN.lock);
+    }
+    ck_assert_int_gt(have, 0);
+    ck_assert_str_eq(IN.items[0].payload, "{\"n\":1}");
+}
+END_TEST
+
+START_TEST(redis_bad_options)
+{
+    chat_redis_opts o;
+    chat_bus *b = NULL;
+
+    if (!is_redis())
+        return;
+    chat_redis_opts_init(&o);
+    o.url = "http://127.0.0.1:6379";
+    ck_assert_int_eq(chat_bus_redis_new(&b, &o), CHAT_EINVAL);
+    o.url = "redis://";
+    ck_assert_int_eq(chat_bus_redis_new(&b, &o), CHAT_EINVAL);
+    o.url = "redis://127.0.0.1:1";
+    ck_assert_int_eq(chat_bus_redis_new(&b, &o), CHAT_EUNAVAIL);
+    o.url = getenv("REDIS_URL");
+    o.channel = "";
+    ck_assert_int_eq(chat_bus_redis_new(&b, &o), CHAT_EINVAL);
+    ck_assert_ptr_null(b);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+    Suite *s;
+    TCase *tc;
+
+    g_backend = argc > 1 ? argv[1] : "local";
+    if (strcmp(g_backend, "local") && strcmp(g_backend, "redis")) {
+        fprintf(stderr, "usage: bus_contract local|redis\n");
+        return 2;
+    }
+    if (is_redis() && !getenv("REDIS_URL")) {
+        fprintf(stderr, "bus_contract: REDIS_URL is not set\n");
+        return 2;
+    }
+    s = suite_create(g_backend);
+    tc = tcase_create("bus contract");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, every_field_arrives);
+    tcase_add_test(tc, order_is_kept);
+    tcase_add_test(tc, every_subscriber_of_every_handle);
+    tcase_add_test(tc, refuses_bad_events);
+    tcase_add_test(tc, redis_restart);
+    tcase_add_test(tc, redis_bad_options);
+    suite_add_tcase(s, tc);
+    return chat_test_run(s);
+}
