@@ -91,45 +91,37 @@ static void read_msg(const PGresult *r, int row, chat_message *m)
     m->content_len = (size_t)chat__pg_int(r, row, 8);
 }
 
-/* The conversation summary and the sender's read marker, in the append's
- * transaction (touch_store: the store's tables are in this database). */
-static int touch(chat__pg *c, const chat_message *m)
-{
-    static const char q_conv[] =
-        "UPDATE conversations SET last_seq = $2, last_activity_at = $3,"
-        " last_message_id = $4, last_sender_id = $5, last_preview = $6,"
-        " last_has_more = $7 WHERE id = $1 AND last_seq < $2";
-    static const char q_read[] =
-        "UPDATE members SET read_seq = GREATEST(read_seq, $3)"
-        " WHERE conversation_id = $1 AND user_id = $2";
-    chat__pgargs a = {0};
-    PGresult *r;
-    int rc;
-
-    chat__pa_text(&a, m->conversation_id);
-    chat__pa_int(&a, m->seq);
-    chat__pa_int(&a, m->created_at);
-    chat__pa_text(&a, m->id);
-    chat__pa_text(&a, m->sender_id);
-    chat__pa_text(&a, m->preview);
-    chat__pa_int(&a, m->has_more);
-    if (!(r = chat__pg_query(c, q_conv, &a, "touch conversation", &rc)))
-        return rc;
-    PQclear(r);
-    memset(&a, 0, sizeof a);
-    chat__pa_text(&a, m->conversation_id);
-    chat__pa_text(&a, m->sender_id);
-    chat__pa_int(&a, m->seq);
-    if (!(r = chat__pg_query(c, q_read, &a, "sender read marker", &rc)))
-        return rc;
-    PQclear(r);
-    return CHAT_OK;
-}
-
 /* Store one append inside the writer's open transaction, its
- * conversation's lock held. A refusal is p->rc, not a failure. */
+ * conversation's lock held: one round trip (two with a client_msg_id).
+ * The insert reads seq = last + 1 itself; with touch_store it is made on
+ * condition of membership and also moves the conversation summary and
+ * the sender's read marker. A refusal is p->rc, not a failure. */
+#define INS_COLS                                                               \
+    "INSERT INTO messages (conversation_id, seq, id, sender_id,"               \
+    " client_msg_id, created_at, preview, has_more, content_len, content)"     \
+    " SELECT $1, last.seq, $2, $3, $4, $5::bigint, $6, $7::integer,"           \
+    " $8::integer, $9 FROM last"
+#define LAST_SEQ                                                               \
+    "WITH last AS (SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM messages"      \
+    " WHERE conversation_id = $1)"
+
 static int apply(pg_log *l, chat__pg *c, ppending *p)
 {
+    static const char q_ins[] = LAST_SEQ " " INS_COLS " RETURNING seq";
+#define TOUCH                                                                  \
+    " RETURNING seq),"                                                         \
+    " conv AS (UPDATE conversations SET last_seq = ins.seq,"                   \
+    " last_activity_at = $5::bigint, last_message_id = $2,"                    \
+    " last_sender_id = $3, last_preview = $6, last_has_more = $7::integer"     \
+    " FROM ins WHERE id = $1 AND last_seq < ins.seq),"                         \
+    " rd AS (UPDATE members SET read_seq = GREATEST(read_seq, ins.seq)"        \
+    " FROM ins WHERE conversation_id = $1 AND user_id = $3)"                   \
+    " SELECT seq FROM ins"
+    static const char q_ins_touch[] = LAST_SEQ ", ins AS (" INS_COLS TOUCH;
+    static const char q_ins_member[] = LAST_SEQ
+        ", ins AS (" INS_COLS
+        " WHERE EXISTS (SELECT 1 FROM members WHERE conversation_id = $1"
+        " AND user_id = $3)" TOUCH;
     static const char q_member[] =
         "SELECT (SELECT 1 FROM conversations WHERE id = $1),"
         " (SELECT 1 FROM members WHERE conversation_id = $1"
@@ -137,12 +129,6 @@ static int apply(pg_log *l, chat__pg *c, ppending *p)
     static const char q_idem[] =
         "SELECT " MSG_COLS " FROM messages WHERE conversation_id = $1"
         " AND sender_id = $2 AND client_msg_id = $3";
-    static const char q_last[] =
-        "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = $1";
-    static const char q_ins[] =
-        "INSERT INTO messages (conversation_id, seq, id, sender_id,"
-        " client_msg_id, created_at, preview, has_more, content_len, content)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
     chat_message *m = &p->msg;
     chat__pgargs a = {0};
     PGresult *r;
@@ -151,21 +137,7 @@ static int apply(pg_log *l, chat__pg *c, ppending *p)
 
     p->rc = CHAT_OK;
     p->created = 0;
-    if (p->require_member) {
-        chat__pa_text(&a, p->conv);
-        chat__pa_text(&a, p->sender);
-        if (!(r = chat__pg_query(c, q_member, &a, "membership", &rc)))
-            return rc;
-        if (PQgetisnull(r, 0, 0))
-            p->rc = CHAT_ENOTFOUND;
-        else if (PQgetisnull(r, 0, 1))
-            p->rc = CHAT_EPERM;
-        PQclear(r);
-        if (p->rc != CHAT_OK)
-            return CHAT_OK;
-    }
     if (p->cmid[0]) {
-        memset(&a, 0, sizeof a);
         chat__pa_text(&a, p->conv);
         chat__pa_text(&a, p->sender);
         chat__pa_text(&a, p->cmid);
@@ -178,13 +150,7 @@ static int apply(pg_log *l, chat__pg *c, ppending *p)
         }
         PQclear(r);
     }
-    memset(&a, 0, sizeof a);
-    chat__pa_text(&a, p->conv);
-    if (!(r = chat__pg_query(c, q_last, &a, "last seq", &rc)))
-        return rc;
     memset(m, 0, sizeof *m);
-    m->seq = chat__pg_int(r, 0, 0) + 1;
-    PQclear(r);
     if ((rc = chat_uuid_v7(m->id)) != CHAT_OK)
         return rc;
     memcpy(m->conversation_id, p->conv, sizeof p->conv);
@@ -199,7 +165,6 @@ static int apply(pg_log *l, chat__pg *c, ppending *p)
 
     memset(&a, 0, sizeof a);
     chat__pa_text(&a, m->conversation_id);
-    chat__pa_int(&a, m->seq);
     chat__pa_text(&a, m->id);
     chat__pa_text(&a, m->sender_id);
     chat__pa_text(&a, p->cmid[0] ? p->cmid : NULL);
@@ -208,12 +173,27 @@ static int apply(pg_log *l, chat__pg *c, ppending *p)
     chat__pa_int(&a, m->has_more);
     chat__pa_int(&a, (int64_t)p->len);
     chat__pa_text(&a, p->content);
-    if (!(r = chat__pg_query(c, q_ins, &a, "insert message", &rc)))
+    if (!(r = chat__pg_query(c,
+                             p->require_member ? q_ins_member
+                             : l->touch_store  ? q_ins_touch
+                                               : q_ins,
+                             &a, "insert message", &rc)))
         return rc;
+    if (PQntuples(r) == 1) {
+        m->seq = chat__pg_int(r, 0, 0);
+        PQclear(r);
+        p->created = 1;
+        return CHAT_OK;
+    }
     PQclear(r);
-    if (l->touch_store && (rc = touch(c, m)) != CHAT_OK)
+    /* not inserted: not a member; say whether the conversation exists */
+    memset(&a, 0, sizeof a);
+    chat__pa_text(&a, p->conv);
+    chat__pa_text(&a, p->sender);
+    if (!(r = chat__pg_query(c, q_member, &a, "membership", &rc)))
         return rc;
-    p->created = 1;
+    p->rc = PQgetisnull(r, 0, 0) ? CHAT_ENOTFOUND : CHAT_EPERM;
+    PQclear(r);
     return CHAT_OK;
 }
 
@@ -391,6 +371,17 @@ static int log_append(chat_log *base, const chat_append *req, chat_append_cb cb,
     return CHAT_OK;
 }
 
+/* A read failed on a connection that may only have gone stale (the
+ * server restarted while it sat in the pool): reconnect it once. NULL
+ * (connection returned to the pool) if the server is really away. */
+static chat__pg *retry_conn(pg_log *l, chat__pg *c)
+{
+    if (chat__pg_connect(c, l->readers.conninfo, l->timeout_s) == CHAT_OK)
+        return c;
+    chat__pgpool_put(&l->readers, c);
+    return NULL;
+}
+
 static int log_range(chat_log *base, const char *conv_id, int64_t after_seq,
                      int64_t before_seq, int limit, chat_message *out, int *n)
 {
@@ -418,7 +409,11 @@ static int log_range(chat_log *base, const char *conv_id, int64_t after_seq,
     chat__pa_int(&a, limit);
     r = chat__pg_query(c, before_seq > 0 ? q_before : q_after, &a, "history",
                        &rc);
-    chat__pgpool_put(&l->readers, c);
+    if (r == NULL && rc == CHAT_EUNAVAIL && (c = retry_conn(l, c)) != NULL)
+        r = chat__pg_query(c, before_seq > 0 ? q_before : q_after, &a,
+                           "history", &rc);
+    if (c)
+        chat__pgpool_put(&l->readers, c);
     if (r == NULL)
         return rc;
     rows = PQntuples(r);
@@ -451,7 +446,10 @@ static int log_get(chat_log *base, const char *conv_id, const char *msg_id,
     chat__pa_text(&a, lm);
     chat__pa_text(&a, lc);
     r = chat__pg_query(c, q, &a, "message lookup", &rc);
-    chat__pgpool_put(&l->readers, c);
+    if (r == NULL && rc == CHAT_EUNAVAIL && (c = retry_conn(l, c)) != NULL)
+        r = chat__pg_query(c, q, &a, "message lookup", &rc);
+    if (c)
+        chat__pgpool_put(&l->readers, c);
     if (r == NULL)
         return rc;
     if (PQntuples(r) != 1) {

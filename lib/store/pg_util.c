@@ -85,12 +85,16 @@ int chat__pgpool_open(chat__pgpool *p, const chat_pg_opts *o, int n)
     if (p->conninfo == NULL || p->all == NULL) {
         chat__free(p->conninfo);
         chat__free(p->all);
+        p->conninfo = NULL;
+        p->all = NULL;
         return chat__error(CHAT_ENOMEM, "out of memory");
     }
     if ((rc = chat__pg_connect(&p->all[0], p->conninfo,
                                p->connect_timeout_s)) != CHAT_OK) {
         chat__free(p->conninfo);
         chat__free(p->all);
+        p->conninfo = NULL;
+        p->all = NULL;
         return rc;
     }
     pthread_mutex_init(&p->lock, NULL);
