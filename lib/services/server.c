@@ -1,5 +1,5 @@
 /* chat_server: the HTTP front end with the selected services mounted,
- * plus /healthz and /metrics. */
+ * plus /healthz (alive), /readyz (the backends answer) and /metrics. */
 #include <string.h>
 
 #include <sodium.h>
@@ -29,6 +29,34 @@ static void h_health(chat__req *r, void *ud)
     (void)ud;
     r->status = 200;
     chat__buf_puts(&r->out, "{\"status\":\"ok\"}");
+}
+
+/* Readiness: the backends answer (a lookup that finds nothing is an
+ * answer). Runs on a worker: it may wait on the network. */
+static void h_ready(chat__req *r, void *ud)
+{
+    static const char nil[] = "00000000-0000-7000-8000-000000000000";
+    chat_server *s = ud;
+    chat_message m;
+    chat_user u;
+    const char *failed = NULL;
+    int rc, n;
+
+    rc = chat_store_user_get(s->svc.store, nil, &u);
+    if (rc != CHAT_OK && rc != CHAT_ENOTFOUND)
+        failed = "store";
+    else if (s->svc.log &&
+             chat_log_range(s->svc.log, nil, 0, 0, 1, &m, &n) != CHAT_OK)
+        failed = "log";
+    if (failed) {
+        r->status = 503;
+        chat__buf_printf(&r->out,
+                         "{\"status\":\"unavailable\",\"backend\":\"%s\"}",
+                         failed);
+    } else {
+        r->status = 200;
+        chat__buf_puts(&r->out, "{\"status\":\"ready\"}");
+    }
 }
 
 static void h_metrics(chat__req *r, void *ud)
@@ -119,6 +147,8 @@ int chat_server_new(chat_server **out, const chat_server_opts *opts)
     s->svc.http = s->http;
     if ((rc = chat__http_route(s->http, CHAT__GET, "/healthz",
                                CHAT__ROUTE_INLINE, h_health, s)) ||
+        (rc = chat__http_route(s->http, CHAT__GET, "/readyz", 0, h_ready,
+                               s)) ||
         (rc = chat__http_route(s->http, CHAT__GET, "/metrics",
                                CHAT__ROUTE_INLINE, h_metrics, s)))
         goto fail;
