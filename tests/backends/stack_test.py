@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""End to end through the distributed stack (scripts/stack): nginx edge,
+user-service, chat-service, two message-services (messages on DynamoDB,
+dynalite), two realtime-gateways, PostgreSQL and Redis, all real.
+
+User A's socket goes straight to gateway 1 and B's to gateway 2, so every
+live event crosses processes; REST goes through the edge. Then faults:
+a gateway killed with SIGKILL (its clients reconnect through the edge and
+catch up from history) and PostgreSQL stopped (503s, then service again).
+
+    BUILD_DIR=build /usr/bin/python3 stack_test.py
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "realtime"))
+from python_socketio_test import Client  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+STACK = os.path.join(ROOT, "scripts", "stack")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Stack(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="chat-stack-")
+        cls.envp = dict(os.environ, STACK_DIR=cls.dir, CHAT_RATE_LOGIN_IP="off",
+                        EDGE_PORT=str(free_port()))
+        up = subprocess.run([STACK, "up"], env=cls.envp, capture_output=True,
+                            text=True, timeout=300)
+        if up.returncode != 0:
+            cls.dump_logs()
+            raise RuntimeError("stack up failed:\n" + up.stderr)
+        cls.edge = up.stdout.strip().splitlines()[-1]
+        cls.env = {}
+        with open(os.path.join(cls.dir, "env")) as f:
+            for line in f:
+                k, _, v = line.strip().partition("=")
+                cls.env[k] = v
+        cls.n = 0
+
+    @classmethod
+    def tearDownClass(cls):
+        subprocess.run([STACK, "down"], env=cls.envp, capture_output=True,
+                       timeout=120)
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    @classmethod
+    def dump_logs(cls):
+        logs = os.path.join(cls.dir, "logs")
+        for name in sorted(os.listdir(logs)) if os.path.isdir(logs) else []:
+            with open(os.path.join(logs, name), errors="replace") as f:
+                tail = f.readlines()[-15:]
+            sys.stderr.write("---- %s\n%s" % (name, "".join(tail)))
+
+    def api(self, method, path, body=None, token=None, base=None):
+        req = urllib.request.Request(
+            (base or self.edge) + path, method=method,
+            data=None if body is None else json.dumps(body).encode())
+        req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", "Bearer " + token)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                data = r.read()
+                return r.status, json.loads(data) if data else None
+        except urllib.error.HTTPError as e:
+            data = e.read()
+            return e.code, json.loads(data) if data else None
+
+    def user(self, name):
+        Stack.n += 1
+        name = "%s%d%d" % (name, os.getpid(), Stack.n)
+        st, _ = self.api("POST", "/api/users/auth/register",
+                         {"email": name + "@example.test", "username": name,
+                          "password": "correct horse battery"})
+        self.assertEqual(st, 201)
+        st, body = self.api("POST", "/api/users/auth/login",
+                            {"login": name, "password": "correct horse battery"})
+        self.assertEqual(st, 200)
+        return {"token": body["access_token"], "id": body["user"]["id"]}
+
+    def connect(self, url, user, transports=("websocket",)):
+        c = Client(url, list(transports), auth={"token": user["token"]})
+        c.wait("authenticated")
+        self.addCleanup(c.sio.disconnect)
+        return c
+
+    def send(self, conv, user, text):
+        st, m = self.api("POST", "/api/messages/conversations/%s/messages"
+                         % conv, {"content": text}, user["token"])
+        self.assertEqual(st, 201, m)
+        return m
+
+    def test_1_dm_and_group_across_gateways(self):
+        gw1, gw2 = self.env["REALTIME_GATEWAY_1_URL"], self.env["REALTIME_GATEWAY_2_URL"]
+        a, b, c = self.user("ea"), self.user("eb"), self.user("ec")
+        ca, cb = self.connect(gw1, a), self.connect(gw2, b)
+        # c through the edge: nginx proxies the websocket upgrade
+        cc = self.connect(self.edge, c)
+        st, dm = self.api("POST", "/api/chats/conversations/dm",
+                          {"user_id": b["id"]}, a["token"])
+        self.assertIn(st, (200, 201))
+        m = self.send(dm["id"], a, "hello across")
+        for cl in (ca, cb):
+            got = cl.wait("message:new", lambda d: d["message_id"] == m["message_id"])
+            self.assertEqual(got["seq"], 1)
+        ack = cb.sio.call("message:send", {"conversation_id": dm["id"],
+                                           "content": "back from gw2"}, timeout=5)
+        self.assertEqual(ack["seq"], 2)
+        ca.wait("message:new", lambda d: d["seq"] == 2 and d["conversation_id"] == dm["id"])
+        # typing and read state cross gateways
+        cb.sio.emit("typing", {"conversation_id": dm["id"], "is_typing": True})
+        ca.wait("typing", lambda d: d["user_id"] == b["id"])
+        cb.sio.call("read", {"conversation_id": dm["id"], "seq": 2}, timeout=5)
+        ca.wait("read:updated", lambda d: d["user_id"] == b["id"] and d["seq"] == 2)
+        # a group with members on both gateways and on the edge
+        st, g = self.api("POST", "/api/chats/conversations/group",
+                         {"title": "e2e", "member_ids": [b["id"], c["id"]]},
+                         a["token"])
+        self.assertEqual(st, 201)
+        gm = self.send(g["id"], a, "to the group")
+        for cl in (ca, cb, cc):
+            cl.wait("message:new", lambda d: d["message_id"] == gm["message_id"])
+        # history through the edge, on either message-service
+        st, page = self.api("GET", "/api/messages/conversations/%s/messages"
+                            "?after_seq=0&limit=50" % dm["id"], None, b["token"])
+        self.assertEqual(st, 200)
+        self.assertEqual([x["seq"] for x in page["messages"]], [1, 2])
+        st, lst = self.api("GET", "/api/chats/conversations", None, b["token"])
+        self.assertEqual(st, 200)
+        byid = {x["id"]: x for x in lst["conversations"]}
+        self.assertEqual(byid[dm["id"]]["last_seq"], 2)
+        self.assertEqual(byid[g["id"]]["unread_count"], 1)
+
+    def test_2_polling_through_the_edge(self):
+        a, b = self.user("pa"), self.user("pb")
+        cb = self.connect(self.edge, b, transports=("polling",))
+        st, dm = self.api("POST", "/api/chats/conversations/dm",
+                          {"user_id": b["id"]}, a["token"])
+        m = self.send(dm["id"], a, "over long-polling")
+        cb.wait("message:new", lambda d: d["message_id"] == m["message_id"])
+
+    def test_3_gateway_killed(self):
+        gw2 = self.env["REALTIME_GATEWAY_2_URL"]
+        a, b = self.user("ka"), self.user("kb")
+        cb = self.connect(gw2, b)
+        st, dm = self.api("POST", "/api/chats/conversations/dm",
+                          {"user_id": b["id"]}, a["token"])
+        self.send(dm["id"], a, "before the crash")
+        cb.wait("message:new", lambda d: d["seq"] == 1)
+        with open(os.path.join(self.dir, "pids", "realtime-gateway-2")) as f:
+            os.kill(int(f.read()), signal.SIGKILL)
+        cb.wait("disconnect")
+        self.send(dm["id"], a, "while b was away")
+        # b comes back through the edge (nginx skips the dead gateway),
+        # catches up from history, then hears what comes next live
+        cb2 = self.connect(self.edge, b)
+        st, page = self.api("GET", "/api/messages/conversations/%s/messages"
+                            "?after_seq=1" % dm["id"], None, b["token"])
+        self.assertEqual([x["preview"] for x in page["messages"]],
+                         ["while b was away"])
+        self.send(dm["id"], a, "after")
+        cb2.wait("message:new", lambda d: d["seq"] == 3)
+
+    def test_4_postgres_outage(self):
+        a = self.user("oa")
+        env = self.envp
+        subprocess.run([STACK, "pg-stop"], env=env, check=True, timeout=60)
+        try:
+            st, body = self.api("GET", "/api/users/me", None, a["token"])
+            self.assertEqual(st, 503, body)
+            st, _ = self.api("GET", "/readyz",
+                             base=self.env["USER_SERVICE_URL"])
+            self.assertEqual(st, 503)
+        finally:
+            subprocess.run([STACK, "pg-start"], env=env, check=True, timeout=60)
+        for _ in range(50):  # the pool reconnects on next use
+            st, body = self.api("GET", "/api/users/me", None, a["token"])
+            if st == 200:
+                break
+            time.sleep(0.1)
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["id"], a["id"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
