@@ -50,9 +50,8 @@ static void h_ready(chat__req *r, void *ud)
         failed = "log";
     if (failed) {
         r->status = 503;
-        chat__buf_printf(&r->out,
-                         "{\"status\":\"unavailable\",\"backend\":\"%s\"}",
-                         failed);
+        chat__buf_printf(
+            &r->out, "{\"status\":\"unavailable\",\"backend\":\"%s\"}", failed);
     } else {
         r->status = 200;
         chat__buf_puts(&r->out, "{\"status\":\"ready\"}");
@@ -147,8 +146,7 @@ int chat_server_new(chat_server **out, const chat_server_opts *opts)
     s->svc.http = s->http;
     if ((rc = chat__http_route(s->http, CHAT__GET, "/healthz",
                                CHAT__ROUTE_INLINE, h_health, s)) ||
-        (rc = chat__http_route(s->http, CHAT__GET, "/readyz", 0, h_ready,
-                               s)) ||
+        (rc = chat__http_route(s->http, CHAT__GET, "/readyz", 0, h_ready, s)) ||
         (rc = chat__http_route(s->http, CHAT__GET, "/metrics",
                                CHAT__ROUTE_INLINE, h_metrics, s)))
         goto fail;

@@ -24,6 +24,7 @@
 
 #include "aws/dynamodb.h"
 #include "core/internal.h"
+#include "store/log_util.h"
 
 #define LEASE_MS    60000
 #define ABANDON_MS  20000
@@ -31,16 +32,7 @@
 #define GET_RECENT  100  /* messages searched when the index lags */
 #define MAX_RETRIES 64   /* seq conflicts for one append */
 
-typedef struct dpending {
-    struct dpending *next;
-    chat_append_cb cb;
-    void *userdata;
-    char conv[CHAT_ID_LEN + 1];
-    char sender[CHAT_ID_LEN + 1];
-    char cmid[CHAT_CLIENT_MSG_ID_MAX + 1];
-    size_t len;
-    char content[];
-} dpending;
+typedef chat__append_req dpending;
 
 typedef struct seq_slot {
     char conv[CHAT_ID_LEN + 1];
@@ -272,12 +264,7 @@ static int last_seq(ddb_log *l, chat__ddb *d, const char *conv, int64_t *out)
 
 static seq_slot *seq_slot_of(worker *w, const char *conv)
 {
-    unsigned h = 2166136261u;
-    const char *s;
-
-    for (s = conv; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return &w->seq[h % SEQ_CACHE];
+    return &w->seq[chat__conv_shard(conv, SEQ_CACHE)];
 }
 
 static void request_key(const dpending *p, char *out, size_t size)
@@ -608,7 +595,6 @@ static void *worker_main(void *arg)
     worker *w = arg;
     ddb_log *l = w->l;
     dpending *p;
-    chat_message m;
     int created, rc;
 
     for (;;) {
@@ -625,14 +611,15 @@ static void *worker_main(void *arg)
             w->tail = NULL;
         pthread_mutex_unlock(&l->lock);
 
-        rc = append_one(w, p, &m, &created);
+        rc = append_one(w, p, &p->msg, &created);
         if (rc != CHAT_OK)
             CHAT_LOG(CHAT_LOG_WARN,
                      "component=log backend=dynamodb event=append_failed"
                      " rc=%d msg=\"%s\"",
                      rc, chat_error_last()->message);
-        p->cb(rc, rc == CHAT_OK ? &m : NULL, created, p->userdata);
-        chat__free(p);
+        p->rc = rc;
+        p->created = created;
+        chat__append_req_finish(p);
     }
 }
 
@@ -640,43 +627,13 @@ static int log_append(chat_log *base, const chat_append *req, chat_append_cb cb,
                       void *userdata)
 {
     ddb_log *l = (ddb_log *)base;
-    size_t cmlen = req->client_msg_id ? strlen(req->client_msg_id) : 0;
-    unsigned h = 2166136261u;
-    const char *s;
     dpending *p;
     worker *w;
+    int rc;
 
-    if (req->content_len == 0 || req->content_len > CHAT_MESSAGE_MAX_BYTES)
-        return chat__error(CHAT_EINVAL, "content must be 1 to %d bytes",
-                           CHAT_MESSAGE_MAX_BYTES);
-    if (!chat_utf8_valid(req->content, req->content_len) ||
-        memchr(req->content, '\0', req->content_len))
-        return chat__error(CHAT_EINVAL, "content is not valid UTF-8 text");
-    if (strlen(req->conversation_id) != CHAT_ID_LEN ||
-        strlen(req->sender_id) != CHAT_ID_LEN)
-        return chat__error(CHAT_EINVAL, "ids must be UUIDs");
-    if (req->require_member)
-        return chat__error(CHAT_EINVAL, "this log cannot check membership");
-    if ((req->client_msg_id && cmlen == 0) || cmlen > CHAT_CLIENT_MSG_ID_MAX)
-        return chat__error(CHAT_EINVAL, "client_msg_id must be 1 to %d bytes",
-                           CHAT_CLIENT_MSG_ID_MAX);
-    p = chat__malloc(sizeof *p + req->content_len + 1);
-    if (p == NULL)
-        return chat__error(CHAT_ENOMEM, "out of memory");
-    memset(p, 0, sizeof *p);
-    p->cb = cb;
-    p->userdata = userdata;
-    chat__ascii_lower(p->conv, req->conversation_id, sizeof p->conv);
-    chat__ascii_lower(p->sender, req->sender_id, sizeof p->sender);
-    if (cmlen)
-        memcpy(p->cmid, req->client_msg_id, cmlen + 1);
-    p->len = req->content_len;
-    memcpy(p->content, req->content, req->content_len);
-    p->content[p->len] = '\0';
-
-    for (s = p->conv; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    w = &l->workers[h % (unsigned)l->nworkers];
+    if ((rc = chat__append_req_new(req, cb, userdata, 0, 1, &p)) != CHAT_OK)
+        return rc;
+    w = &l->workers[chat__conv_shard(p->conv, (unsigned)l->nworkers)];
     pthread_mutex_lock(&l->lock);
     if (l->closing) {
         pthread_mutex_unlock(&l->lock);
@@ -702,7 +659,7 @@ static int log_range(chat_log *base, const char *conv_id, int64_t after_seq,
     chat__ddb *d;
     cJSON *start = NULL;
     char conv[CHAT_ID_LEN + 1];
-    int rc = CHAT_OK, i;
+    int rc = CHAT_OK;
 
     *n = 0;
     if (limit < 1 || limit > CHAT_PAGE_MAX)
@@ -760,13 +717,8 @@ static int log_range(chat_log *base, const char *conv_id, int64_t after_seq,
         *n = 0;
         return rc;
     }
-    if (before_seq > 0) { /* back to ascending */
-        for (i = 0; i < *n / 2; i++) {
-            chat_message t = out[i];
-            out[i] = out[*n - 1 - i];
-            out[*n - 1 - i] = t;
-        }
-    }
+    if (before_seq > 0) /* back to ascending */
+        chat__messages_reverse(out, *n);
     return CHAT_OK;
 }
 

@@ -11,26 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/log_util.h"
 #include "store/pg_util.h"
 
 #define BATCH_MAX 512
 
-typedef struct ppending {
-    struct ppending *next;
-    chat_append_cb cb;
-    void *userdata;
-    char conv[CHAT_ID_LEN + 1];
-    char sender[CHAT_ID_LEN + 1];
-    char cmid[CHAT_CLIENT_MSG_ID_MAX + 1]; /* "" = none */
-    int require_member;
-    int order; /* place in its batch, for a stable sort */
-    size_t len;
-    /* result */
-    int rc;
-    int created;
-    chat_message msg;
-    char content[]; /* len bytes + NUL */
-} ppending;
+typedef chat__append_req ppending;
 
 struct pg_log;
 
@@ -301,13 +287,7 @@ static void *writer_main(void *arg)
         commit_batch(l, w, v, n);
         for (p = batch; p; p = next) {
             next = p->next;
-            if (p->rc == CHAT_EPERM)
-                chat__error(p->rc, "not a member of this conversation");
-            else if (p->rc == CHAT_ENOTFOUND)
-                chat__error(p->rc, "no such conversation");
-            p->cb(p->rc, p->rc == CHAT_OK ? &p->msg : NULL, p->created,
-                  p->userdata);
-            chat__free(p);
+            chat__append_req_finish(p);
         }
     }
 }
@@ -316,45 +296,15 @@ static int log_append(chat_log *base, const chat_append *req, chat_append_cb cb,
                       void *userdata)
 {
     pg_log *l = (pg_log *)base;
-    size_t cmlen = req->client_msg_id ? strlen(req->client_msg_id) : 0;
-    unsigned h = 2166136261u;
-    const char *s;
     ppending *p;
     pworker *w;
+    int rc;
 
-    if (req->content_len == 0 || req->content_len > CHAT_MESSAGE_MAX_BYTES)
-        return chat__error(CHAT_EINVAL, "content must be 1 to %d bytes",
-                           CHAT_MESSAGE_MAX_BYTES);
     /* PostgreSQL text cannot hold NUL */
-    if (!chat_utf8_valid(req->content, req->content_len) ||
-        memchr(req->content, '\0', req->content_len))
-        return chat__error(CHAT_EINVAL, "content is not valid UTF-8 text");
-    if (strlen(req->conversation_id) != CHAT_ID_LEN ||
-        strlen(req->sender_id) != CHAT_ID_LEN)
-        return chat__error(CHAT_EINVAL, "ids must be UUIDs");
-    if (req->require_member && !l->touch_store)
-        return chat__error(CHAT_EINVAL, "this log cannot check membership");
-    if ((req->client_msg_id && cmlen == 0) || cmlen > CHAT_CLIENT_MSG_ID_MAX)
-        return chat__error(CHAT_EINVAL, "client_msg_id must be 1 to %d bytes",
-                           CHAT_CLIENT_MSG_ID_MAX);
-    p = chat__malloc(sizeof *p + req->content_len + 1);
-    if (p == NULL)
-        return chat__error(CHAT_ENOMEM, "out of memory");
-    memset(p, 0, sizeof *p);
-    p->cb = cb;
-    p->userdata = userdata;
-    chat__ascii_lower(p->conv, req->conversation_id, sizeof p->conv);
-    chat__ascii_lower(p->sender, req->sender_id, sizeof p->sender);
-    if (cmlen)
-        memcpy(p->cmid, req->client_msg_id, cmlen + 1);
-    p->require_member = req->require_member;
-    p->len = req->content_len;
-    memcpy(p->content, req->content, req->content_len);
-    p->content[p->len] = '\0';
-
-    for (s = p->conv; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    w = &l->workers[h % (unsigned)l->nworkers];
+    if ((rc = chat__append_req_new(req, cb, userdata, l->touch_store, 1, &p)) !=
+        CHAT_OK)
+        return rc;
+    w = &l->workers[chat__conv_shard(p->conv, (unsigned)l->nworkers)];
     pthread_mutex_lock(&l->lock);
     if (l->closing) {
         pthread_mutex_unlock(&l->lock);

@@ -4,23 +4,10 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "store/log_util.h"
 #include "store/sqlite_util.h"
 
-typedef struct pending {
-    struct pending *next;
-    chat_append_cb cb;
-    void *userdata;
-    char conv[CHAT_ID_LEN + 1];
-    char sender[CHAT_ID_LEN + 1];
-    char cmid[CHAT_CLIENT_MSG_ID_MAX + 1]; /* "" = none */
-    int require_member;
-    size_t len;
-    /* result */
-    int rc;
-    int created;
-    chat_message msg;
-    char content[]; /* len bytes + NUL */
-} pending;
+typedef chat__append_req pending;
 
 typedef struct sqlite_log {
     chat_log base;
@@ -293,15 +280,7 @@ static void *writer_main(void *arg)
         commit_batch(l, batch);
         for (p = batch; p; p = next) {
             next = p->next;
-            if (p->rc == CHAT_EPERM)
-                chat__error(p->rc, "not a member of this conversation");
-            else if (p->rc == CHAT_ENOTFOUND)
-                chat__error(p->rc, "no such conversation");
-            else if (p->rc != CHAT_OK)
-                chat__error(p->rc, "%s", chat_error_last()->message);
-            p->cb(p->rc, p->rc == CHAT_OK ? &p->msg : NULL, p->created,
-                  p->userdata);
-            chat__free(p);
+            chat__append_req_finish(p);
         }
     }
 }
@@ -310,37 +289,12 @@ static int log_append(chat_log *base, const chat_append *req, chat_append_cb cb,
                       void *userdata)
 {
     sqlite_log *l = (sqlite_log *)base;
-    size_t cmlen = req->client_msg_id ? strlen(req->client_msg_id) : 0;
     pending *p;
+    int rc;
 
-    if (req->content_len == 0 || req->content_len > CHAT_MESSAGE_MAX_BYTES)
-        return chat__error(CHAT_EINVAL, "content must be 1 to %d bytes",
-                           CHAT_MESSAGE_MAX_BYTES);
-    if (!chat_utf8_valid(req->content, req->content_len))
-        return chat__error(CHAT_EINVAL, "content is not valid UTF-8");
-    if (strlen(req->conversation_id) != CHAT_ID_LEN ||
-        strlen(req->sender_id) != CHAT_ID_LEN)
-        return chat__error(CHAT_EINVAL, "ids must be UUIDs");
-    if (req->require_member && !l->o.touch_store)
-        return chat__error(CHAT_EINVAL, "this log cannot check membership");
-    if ((req->client_msg_id && cmlen == 0) || cmlen > CHAT_CLIENT_MSG_ID_MAX)
-        return chat__error(CHAT_EINVAL, "client_msg_id must be 1 to %d bytes",
-                           CHAT_CLIENT_MSG_ID_MAX);
-    p = chat__malloc(sizeof *p + req->content_len + 1);
-    if (p == NULL)
-        return chat__error(CHAT_ENOMEM, "out of memory");
-    memset(p, 0, sizeof *p);
-    p->cb = cb;
-    p->userdata = userdata;
-    chat__ascii_lower(p->conv, req->conversation_id, sizeof p->conv);
-    chat__ascii_lower(p->sender, req->sender_id, sizeof p->sender);
-    if (cmlen)
-        memcpy(p->cmid, req->client_msg_id, cmlen + 1);
-    p->require_member = req->require_member;
-    p->len = req->content_len;
-    memcpy(p->content, req->content, req->content_len);
-    p->content[p->len] = '\0';
-
+    if ((rc = chat__append_req_new(req, cb, userdata, l->o.touch_store, 0,
+                                   &p)) != CHAT_OK)
+        return rc;
     pthread_mutex_lock(&l->lock);
     if (l->closing) {
         pthread_mutex_unlock(&l->lock);
@@ -369,7 +323,7 @@ static int log_range(chat_log *base, const char *conv_id, int64_t after_seq,
     sqlite_log *l = (sqlite_log *)base;
     chat__db *d = chat__dbpool_get(&l->readers);
     sqlite3_stmt *st = chat__db_stmt(d, before_seq > 0 ? q_before : q_after);
-    int rc = CHAT_EIO, i;
+    int rc = CHAT_EIO;
 
     *n = 0;
     if (st) {
@@ -384,13 +338,8 @@ static int log_range(chat_log *base, const char *conv_id, int64_t after_seq,
         sqlite3_reset(st);
     }
     chat__dbpool_put(&l->readers, d);
-    if (rc == CHAT_OK && before_seq > 0) { /* back to ascending */
-        for (i = 0; i < *n / 2; i++) {
-            chat_message t = out[i];
-            out[i] = out[*n - 1 - i];
-            out[*n - 1 - i] = t;
-        }
-    }
+    if (rc == CHAT_OK && before_seq > 0) /* back to ascending */
+        chat__messages_reverse(out, *n);
     return rc;
 }
 
