@@ -11,7 +11,8 @@ int main(int argc, char **argv)
         CHAT_SERVICE_CHATS,
         3002,
         0,
-        1};
+        1,
+        0};
 
     return service_main(&def, argc, argv);
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <chat/chat.h>
 
@@ -39,6 +40,73 @@ static void publish(chat_server *srv)
     pthread_mutex_unlock(&g_lock);
 }
 
+/* With Kafka: what must not be lost (messages, membership, read markers)
+ * goes through Kafka to the fanout-workers, which hand it to the gateways
+ * over Redis; typing and presence, which are worth nothing late, go
+ * straight to Redis. Subscribers listen on Redis. */
+typedef struct split_bus {
+    chat_bus base;
+    chat_bus *kafka, *redis;
+} split_bus;
+
+static int split_publish(chat_bus *b, const chat_event *ev)
+{
+    split_bus *s = (split_bus *)b;
+
+    if (ev->type == CHAT_EVENT_TYPING || ev->type == CHAT_EVENT_PRESENCE)
+        return chat_bus_publish(s->redis, ev);
+    return chat_bus_publish(s->kafka, ev);
+}
+
+static int split_subscribe(chat_bus *b, chat_event_fn fn, void *userdata)
+{
+    return chat_bus_subscribe(((split_bus *)b)->redis, fn, userdata);
+}
+
+static void split_free(chat_bus *b)
+{
+    split_bus *s = (split_bus *)b;
+
+    chat_bus_free(s->kafka); /* flushes what is queued */
+    chat_bus_free(s->redis);
+    free(s);
+}
+
+static const chat_bus_ops g_split_ops = {"kafka+redis", split_publish,
+                                         split_subscribe, split_free};
+
+/* The fanout-worker's job: every record from Kafka onto Redis. It returns
+ * only once the event is handed on (or the worker stops), so the record's
+ * offset is committed only after routing. */
+static void route(const chat_event *ev, void *ud)
+{
+    chat_bus *out = ud;
+    unsigned ms = 50;
+    int stopping;
+
+    while (chat_bus_publish(out, ev) != CHAT_OK) {
+        chatd_log(CHAT_LOG_WARN, "event=route_retry msg=\"%s\"",
+                  chat_error_last()->message);
+        pthread_mutex_lock(&g_lock);
+        stopping = g_stop;
+        pthread_mutex_unlock(&g_lock);
+        if (stopping)
+            return; /* not committed: another worker routes it again */
+        usleep(ms * 1000);
+        ms = ms < 2000 ? ms * 2 : 2000;
+    }
+}
+
+static void kafka_opts(chat_kafka_opts *ko, const char *brokers,
+                       const char *group)
+{
+    chat_kafka_opts_init(ko);
+    ko->brokers = brokers;
+    ko->messages_topic = getenv("KAFKA_TOPIC_MESSAGES");
+    ko->events_topic = getenv("KAFKA_TOPIC_EVENTS");
+    ko->group_id = group;
+}
+
 static void usage(const service_def *d)
 {
     printf(
@@ -66,8 +134,13 @@ static void usage(const service_def *d)
             "                      AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\n"
             "                      DYNAMODB_TABLE); unset: on PostgreSQL\n");
     if (d->needs_bus)
-        printf("  REDIS_URL           required: events between services\n"
-               "                      (redis://[:password@]host[:port])\n");
+        printf(
+            "  REDIS_URL           required: events between services\n"
+            "                      (redis://[:password@]host[:port])\n"
+            "  KAFKA_BROKERS       messages, membership and read events\n"
+            "                      through Kafka and the fanout-workers\n"
+            "                      (KAFKA_TOPIC_MESSAGES, KAFKA_TOPIC_EVENTS:\n"
+            "                      chat.messages, chat.events)\n");
     printf("  CHAT_RATE_LOGIN_IP, CHAT_RATE_LOGIN_ACCOUNT, CHAT_RATE_SEND,\n"
            "  CHAT_RATE_TOKEN, CHAT_RATE_EVENTS, CHAT_MAX_CONN_USER,\n"
            "  CHAT_MAX_CONN_IP    limits, as in chatd --help\n");
@@ -77,16 +150,81 @@ static void usage(const service_def *d)
            " exit 0.\n");
 }
 
+static const char fanout_secret[] =
+    "fanout-worker-serves-no-authenticated-route";
+
+/* The bus of a service: Redis, with Kafka in front when configured. */
+static int open_bus(const char *redis, const char *kafka, chat_bus **out)
+{
+    chat_redis_opts ro;
+    chat_kafka_opts ko;
+    split_bus *sb = NULL;
+    chat_bus *r = NULL, *k = NULL;
+    int rc;
+
+    chat_redis_opts_init(&ro);
+    ro.url = redis;
+    if ((rc = chat_bus_redis_new(&r, &ro)) != CHAT_OK) {
+        chatd_log(CHAT_LOG_ERROR, "event=start_failed backend=redis msg=\"%s\"",
+                  chat_error_last()->message);
+        return rc;
+    }
+    if (kafka == NULL) {
+        *out = r;
+        return CHAT_OK;
+    }
+    kafka_opts(&ko, kafka, NULL); /* publish only */
+    if ((rc = chat_bus_kafka_new(&k, &ko)) == CHAT_OK &&
+        (sb = calloc(1, sizeof *sb)) == NULL)
+        rc = CHAT_ENOMEM;
+    if (rc != CHAT_OK) {
+        chatd_log(CHAT_LOG_ERROR, "event=start_failed backend=kafka msg=\"%s\"",
+                  rc == CHAT_ENOMEM ? "out of memory"
+                                    : chat_error_last()->message);
+        chat_bus_free(k);
+        chat_bus_free(r);
+        return rc;
+    }
+    sb->base.ops = &g_split_ops;
+    sb->kafka = k;
+    sb->redis = r;
+    *out = &sb->base;
+    return CHAT_OK;
+}
+
+/* The fanout-worker's two buses: records consumed from Kafka in a
+ * consumer group (KAFKA_GROUP_ID, default fanout-worker) go to Redis. */
+static int fanout_start(const char *redis, const char *kafka,
+                        chat_bus **redis_out, chat_bus **kafka_in)
+{
+    const char *group = getenv("KAFKA_GROUP_ID");
+    chat_redis_opts ro;
+    chat_kafka_opts ko;
+    int rc;
+
+    chat_redis_opts_init(&ro);
+    ro.url = redis;
+    kafka_opts(&ko, kafka, group && *group ? group : "fanout-worker");
+    if ((rc = chat_bus_redis_new(redis_out, &ro)) != CHAT_OK ||
+        (rc = chat_bus_kafka_new(kafka_in, &ko)) != CHAT_OK ||
+        (rc = chat_bus_subscribe(*kafka_in, route, *redis_out)) != CHAT_OK) {
+        chatd_log(CHAT_LOG_ERROR, "event=start_failed msg=\"%s\"",
+                  chat_error_last()->message);
+        return rc;
+    }
+    return CHAT_OK;
+}
+
 int service_main(const service_def *d, int argc, char **argv)
 {
     chat_server_opts so = CHAT_SERVER_OPTS_INIT;
     chat_pg_opts po;
     chat_store *store = NULL;
     chat_log *log = NULL;
-    chat_bus *bus = NULL;
+    chat_bus *bus = NULL, *in = NULL, *out = NULL;
     chat_server *srv = NULL;
     char conninfo[2048], def_listen[32], host[256];
-    const char *listen, *secret, *redis, *dynamo, *w;
+    const char *listen, *secret, *redis, *dynamo, *kafka, *w;
     int port, workers, rc, status = 1;
     char *end;
 
@@ -126,19 +264,29 @@ int service_main(const service_def *d, int argc, char **argv)
         return 2;
     }
     secret = getenv("JWT_SECRET");
+    if (d->fanout && (!secret || !*secret))
+        secret = fanout_secret; /* it serves no route that needs one */
     if (!secret || strlen(secret) < CHAT_JWT_SECRET_MIN) {
         fprintf(stderr, "%s: JWT_SECRET must be set, at least %d bytes\n",
                 d->name, CHAT_JWT_SECRET_MIN);
         return 2;
     }
-    if (chat_pg_conninfo_from_env(conninfo, sizeof conninfo) != CHAT_OK) {
+    if (!d->fanout &&
+        chat_pg_conninfo_from_env(conninfo, sizeof conninfo) != CHAT_OK) {
         fprintf(stderr, "%s: set DATABASE_URL or POSTGRES_* (%s)\n", d->name,
                 chat_error_last()->message);
         return 2;
     }
     redis = getenv("REDIS_URL");
-    if (d->needs_bus && (!redis || !*redis)) {
+    if ((d->needs_bus || d->fanout) && (!redis || !*redis)) {
         fprintf(stderr, "%s: REDIS_URL must be set\n", d->name);
+        return 2;
+    }
+    kafka = getenv("KAFKA_BROKERS");
+    if (kafka && !*kafka)
+        kafka = NULL;
+    if (d->fanout && !kafka) {
+        fprintf(stderr, "%s: KAFKA_BROKERS must be set\n", d->name);
         return 2;
     }
     dynamo = getenv("DYNAMODB_ENDPOINT");
@@ -146,6 +294,13 @@ int service_main(const service_def *d, int argc, char **argv)
     if (chatd_signals_start(on_signal, NULL) != 0) {
         fprintf(stderr, "%s: cannot set up signal handling\n", d->name);
         return 1;
+    }
+    if (d->fanout) {
+        if ((rc = fanout_start(redis, kafka, &out, &in)) != CHAT_OK) {
+            status = rc == CHAT_EINVAL ? 2 : 1;
+            goto out;
+        }
+        goto serve;
     }
     chat_pg_opts_init(&po);
     po.conninfo = conninfo;
@@ -173,19 +328,12 @@ int service_main(const service_def *d, int argc, char **argv)
         status = rc == CHAT_EINVAL ? 2 : 1;
         goto out;
     }
-    if (d->needs_bus) {
-        chat_redis_opts ro;
-        chat_redis_opts_init(&ro);
-        ro.url = redis;
-        if ((rc = chat_bus_redis_new(&bus, &ro)) != CHAT_OK) {
-            chatd_log(CHAT_LOG_ERROR,
-                      "event=start_failed backend=redis msg=\"%s\"",
-                      chat_error_last()->message);
-            status = rc == CHAT_EINVAL ? 2 : 1;
-            goto out;
-        }
+    if (d->needs_bus && (rc = open_bus(redis, kafka, &bus)) != CHAT_OK) {
+        status = rc == CHAT_EINVAL ? 2 : 1;
+        goto out;
     }
 
+serve:
     so.listen_host = host;
     so.port = port;
     so.store = store;
@@ -221,7 +369,11 @@ int service_main(const service_def *d, int argc, char **argv)
               !log                ? "none"
               : dynamo && *dynamo ? "dynamodb"
                                   : "postgres",
-              bus ? "redis" : "none", chat_version());
+              d->fanout ? "kafka->redis"
+              : !bus    ? "none"
+              : kafka   ? "kafka+redis"
+                        : "redis",
+              chat_version());
     chat_server_run(srv);
     status = 0;
 out:
@@ -229,6 +381,8 @@ out:
     chat_server_free(srv);
     chat_log_free(log);
     chat_bus_free(bus);
+    chat_bus_free(in);  /* stops consuming, commits what was routed */
+    chat_bus_free(out); /* then the Redis side */
     chat_store_free(store);
     chatd_log(CHAT_LOG_INFO, "event=stopped status=%d", status);
     return status;

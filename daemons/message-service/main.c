@@ -12,7 +12,8 @@ int main(int argc, char **argv)
         CHAT_SERVICE_MESSAGES,
         3003,
         1,
-        1};
+        1,
+        0};
 
     return service_main(&def, argc, argv);
 }

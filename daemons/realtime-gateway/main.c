@@ -13,7 +13,8 @@ int main(int argc, char **argv)
         CHAT_SERVICE_REALTIME,
         3004,
         1,
-        1};
+        1,
+        0};
 
     return service_main(&def, argc, argv);
 }

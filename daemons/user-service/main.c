@@ -13,6 +13,7 @@ int main(int argc, char **argv)
         CHAT_SERVICE_USERS,
         3001,
         0,
+        0,
         0};
 
     return service_main(&def, argc, argv);

@@ -10,7 +10,7 @@
  * Thread rules: chat_bus_publish() and chat_bus_subscribe() are
  * thread-safe. Subscribers are called on a bus-owned or publishing thread
  * (the local bus calls them synchronously inside chat_bus_publish; the
- * Redis bus on its subscriber thread), so a
+ * Redis and Kafka buses on their consumer thread), so a
  * subscriber must copy what it keeps and return quickly; the event and its
  * strings are borrowed for the call only.
  */
@@ -99,6 +99,39 @@ CHAT_API void chat_redis_opts_init(chat_redis_opts *o);
  */
 CHAT_API CHAT_WARN_UNUSED int chat_bus_redis_new(chat_bus **out,
                                                  const chat_redis_opts *opts);
+
+/** Options of the Kafka bus. Strings are borrowed for the call only. */
+typedef struct chat_kafka_opts {
+    unsigned version;           /**< CHAT_KAFKA_OPTS_VERSION */
+    const char *brokers;        /**< "host:port[,host:port]"; required */
+    const char *messages_topic; /**< message:new; NULL: "chat.messages" */
+    const char *events_topic;   /**< every other event; NULL: "chat.events" */
+    const char *group_id;       /**< consume in this consumer group (from
+                                     the earliest uncommitted offset); NULL:
+                                     publish only */
+    int timeout_ms;             /**< open and the flush at free; 0 = 5000 */
+} chat_kafka_opts;
+
+#define CHAT_KAFKA_OPTS_VERSION 1
+
+/** Defaults: everything 0/NULL but the version. */
+CHAT_API void chat_kafka_opts_init(chat_kafka_opts *o);
+
+/**
+ * A bus over Kafka (librdkafka). publish produces one record, key = the
+ * conversation (the user for presence) so a conversation's events keep
+ * their order, with an idempotent producer and acks=all; it returns once
+ * the record is queued (failures to deliver are logged). With a group_id,
+ * the first chat_bus_subscribe() starts a consumer in that group: every
+ * record is decoded and handed to the subscribers, and its offset is
+ * committed only after they returned (at least once: after a crash the
+ * uncommitted records come again). chat_bus_free() flushes the producer
+ * (up to timeout_ms) and commits the consumer's offsets.
+ * @return CHAT_OK, CHAT_EINVAL (bad options), CHAT_EUNAVAIL (no broker
+ *         answered within timeout_ms).
+ */
+CHAT_API CHAT_WARN_UNUSED int chat_bus_kafka_new(chat_bus **out,
+                                                 const chat_kafka_opts *opts);
 
 /** Publish @p ev to every subscriber. CHAT_OK, or the backend's error
  *  (then the event may not have reached anyone). */

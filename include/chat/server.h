@@ -25,6 +25,9 @@ enum {
     /** Socket.IO at /socket.io/ and /ws/socket.io/ (docs/realtime.md) */
     CHAT_SERVICE_REALTIME = 1u << 3,
     CHAT_SERVICE_ALL = 15u,
+    /** None of the above: only /healthz, /readyz and /metrics (a worker
+     *  process such as the fanout-worker); no store needed. */
+    CHAT_SERVICE_NONE = 1u << 4,
 };
 
 typedef struct chat_server chat_server;

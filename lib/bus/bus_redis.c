@@ -18,9 +18,8 @@
 
 #include <chat/bus.h>
 
+#include "bus/wire.h"
 #include "core/internal.h"
-
-#define REDIS_MAX_SUBS 16
 
 typedef struct redis_bus {
     chat_bus base;
@@ -33,18 +32,14 @@ typedef struct redis_bus {
     pthread_mutex_t pub_lock;
     redisContext *pub;
 
-    pthread_mutex_t lock; /* subs, closing, sub (for shutdown), ready */
+    pthread_mutex_t lock; /* closing, sub (for shutdown), ready */
     pthread_cond_t ready_cond;
     int ready; /* subscribed at least once */
     int closing;
     redisContext *sub;
     pthread_t thread;
     int started;
-    int n;
-    struct {
-        chat_event_fn fn;
-        void *userdata;
-    } subs[REDIS_MAX_SUBS];
+    chat__subs subs;
 } redis_bus;
 
 void chat_redis_opts_init(chat_redis_opts *o)
@@ -134,34 +129,6 @@ static redisContext *connect_redis(redis_bus *b)
 /* ---- publishing ------------------------------------------------------------
  */
 
-static int encode(const chat_event *ev, chat__buf *out)
-{
-    cJSON *h = cJSON_CreateObject(), *rc;
-    char *text;
-    int i, ok;
-
-    ok = h && cJSON_AddNumberToObject(h, "type", ev->type) &&
-         (!ev->conversation_id ||
-          cJSON_AddStringToObject(h, "conversation_id", ev->conversation_id)) &&
-         (!ev->user_id || cJSON_AddStringToObject(h, "user_id", ev->user_id)) &&
-         cJSON_AddNumberToObject(h, "to_members", ev->to_members != 0) &&
-         cJSON_AddNumberToObject(h, "members_changed",
-                                 ev->members_changed != 0) &&
-         (rc = cJSON_AddArrayToObject(h, "recipients")) != NULL;
-    for (i = 0; ok && i < ev->nrecipients; i++)
-        ok = cJSON_AddItemToArray(rc, cJSON_CreateString(ev->recipients[i]));
-    text = ok ? cJSON_PrintUnformatted(h) : NULL;
-    cJSON_Delete(h);
-    if (text == NULL)
-        return chat__error(CHAT_ENOMEM, "out of memory");
-    out->len = 0;
-    chat__buf_puts(out, text);
-    chat__buf_append(out, "\n", 1);
-    chat__buf_append(out, ev->payload, ev->payload_len);
-    cJSON_free(text);
-    return out->failed ? chat__error(CHAT_ENOMEM, "out of memory") : CHAT_OK;
-}
-
 static int redis_publish(chat_bus *base, const chat_event *ev)
 {
     redis_bus *b = (redis_bus *)base;
@@ -171,7 +138,7 @@ static int redis_publish(chat_bus *base, const chat_event *ev)
     redisReply *r = NULL;
     int rc, attempt;
 
-    if ((rc = encode(ev, &msg)) != CHAT_OK) {
+    if ((rc = chat__event_encode(ev, &msg)) != CHAT_OK) {
         chat__buf_free(&msg);
         return rc;
     }
@@ -206,62 +173,6 @@ static int redis_publish(chat_bus *base, const chat_event *ev)
 
 /* ---- subscribing ----------------------------------------------------------
  */
-
-static void dispatch(redis_bus *b, const char *data, size_t len)
-{
-    const char *nl = memchr(data, '\n', len);
-    const char *ids[CHAT_GROUP_MAX_MEMBERS + 8];
-    const cJSON *t, *c, *u, *m, *x, *rc, *it;
-    cJSON *h;
-    chat_event ev;
-    int i, n = 0;
-
-    if (nl == NULL)
-        goto bad;
-    h = cJSON_ParseWithLength(data, (size_t)(nl - data));
-    t = cJSON_GetObjectItemCaseSensitive(h, "type");
-    c = cJSON_GetObjectItemCaseSensitive(h, "conversation_id");
-    u = cJSON_GetObjectItemCaseSensitive(h, "user_id");
-    m = cJSON_GetObjectItemCaseSensitive(h, "to_members");
-    x = cJSON_GetObjectItemCaseSensitive(h, "members_changed");
-    rc = cJSON_GetObjectItemCaseSensitive(h, "recipients");
-    if (!cJSON_IsNumber(t) || !chat_event_name((chat_event_type)t->valueint) ||
-        !cJSON_IsArray(rc) ||
-        cJSON_GetArraySize(rc) > (int)CHAT__ARRAY_LEN(ids)) {
-        cJSON_Delete(h);
-        goto bad;
-    }
-    cJSON_ArrayForEach(it, rc)
-    {
-        if (!cJSON_IsString(it)) {
-            cJSON_Delete(h);
-            goto bad;
-        }
-        ids[n++] = it->valuestring;
-    }
-    memset(&ev, 0, sizeof ev);
-    ev.type = (chat_event_type)t->valueint;
-    ev.conversation_id = cJSON_IsString(c) ? c->valuestring : NULL;
-    ev.user_id = cJSON_IsString(u) ? u->valuestring : NULL;
-    ev.to_members = cJSON_IsNumber(m) && m->valueint != 0;
-    ev.members_changed = cJSON_IsNumber(x) && x->valueint != 0;
-    ev.recipients = n ? ids : NULL;
-    ev.nrecipients = n;
-    ev.payload = nl + 1;
-    ev.payload_len = len - (size_t)(nl + 1 - data);
-    pthread_mutex_lock(&b->lock);
-    n = b->n;
-    pthread_mutex_unlock(&b->lock);
-    for (i = 0; i < n; i++) /* entries never change once added */
-        b->subs[i].fn(&ev, b->subs[i].userdata);
-    cJSON_Delete(h);
-    return;
-bad:
-    CHAT_LOG(CHAT_LOG_WARN,
-             "component=bus backend=redis event=bad_message"
-             " len=%zu",
-             len);
-}
 
 static int closing(redis_bus *b)
 {
@@ -331,7 +242,12 @@ static void *sub_main(void *arg)
                 rr->element[0]->type == REDIS_REPLY_STRING &&
                 !strcmp(rr->element[0]->str, "message") &&
                 rr->element[2]->type == REDIS_REPLY_STRING)
-                dispatch(b, rr->element[2]->str, rr->element[2]->len);
+                if (chat__event_dispatch(&b->subs, rr->element[2]->str,
+                                         rr->element[2]->len) != CHAT_OK)
+                    CHAT_LOG(CHAT_LOG_WARN,
+                             "component=bus backend=redis"
+                             " event=bad_message msg=\"%s\"",
+                             chat_error_last()->message);
             freeReplyObject(rr);
         }
         pthread_mutex_lock(&b->lock);
@@ -345,20 +261,7 @@ static void *sub_main(void *arg)
 
 static int redis_subscribe(chat_bus *base, chat_event_fn fn, void *userdata)
 {
-    redis_bus *b = (redis_bus *)base;
-    int rc = CHAT_OK;
-
-    pthread_mutex_lock(&b->lock);
-    if (b->n == REDIS_MAX_SUBS) {
-        rc = chat__error(CHAT_ELIMIT, "at most %d bus subscribers",
-                         REDIS_MAX_SUBS);
-    } else {
-        b->subs[b->n].fn = fn;
-        b->subs[b->n].userdata = userdata;
-        b->n++;
-    }
-    pthread_mutex_unlock(&b->lock);
-    return rc;
+    return chat__subs_add(&((redis_bus *)base)->subs, fn, userdata);
 }
 
 static void redis_free(chat_bus *base)
@@ -375,6 +278,7 @@ static void redis_free(chat_bus *base)
     if (b->pub)
         redisFree(b->pub);
     chat__free(b->password);
+    chat__subs_destroy(&b->subs);
     pthread_mutex_destroy(&b->lock);
     pthread_cond_destroy(&b->ready_cond);
     pthread_mutex_destroy(&b->pub_lock);
@@ -397,6 +301,7 @@ int chat_bus_redis_new(chat_bus **out, const chat_redis_opts *o)
     if ((b = chat__calloc(1, sizeof *b)) == NULL)
         return chat__error(CHAT_ENOMEM, "out of memory");
     b->base.ops = &g_redis_ops;
+    chat__subs_init(&b->subs);
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->ready_cond, NULL);
     pthread_mutex_init(&b->pub_lock, NULL);

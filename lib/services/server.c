@@ -42,7 +42,8 @@ static void h_ready(chat__req *r, void *ud)
     const char *failed = NULL;
     int rc, n;
 
-    rc = chat_store_user_get(s->svc.store, nil, &u);
+    rc = s->svc.store ? chat_store_user_get(s->svc.store, nil, &u)
+                      : CHAT_ENOTFOUND;
     if (rc != CHAT_OK && rc != CHAT_ENOTFOUND)
         failed = "store";
     else if (s->svc.log &&
@@ -86,7 +87,8 @@ int chat_server_new(chat_server **out, const chat_server_opts *opts)
     unsigned svcs;
     int rc;
 
-    CHAT_ASSERT_ARG(out && opts && opts->store);
+    CHAT_ASSERT_ARG(out && opts);
+    CHAT_ASSERT_ARG(opts->store || opts->services == CHAT_SERVICE_NONE);
     CHAT_ASSERT_ARG(opts->jwt_secret &&
                     opts->jwt_secret_len >= CHAT_JWT_SECRET_MIN);
     svcs = opts->services ? opts->services : CHAT_SERVICE_ALL;

@@ -3,9 +3,13 @@
  *   bus_contract local    the in-process bus
  *   bus_contract redis    Redis pub/sub at $REDIS_URL (a private
  *                         redis-server started by with-redis.sh)
+ *   bus_contract kafka    Kafka at $KAFKA_BROKERS (librdkafka's mock
+ *                         cluster, started by with-kafka.sh)
  *
- * With Redis, publisher and subscriber are separate bus handles, as the
- * message-service and a gateway in two processes would be. */
+ * With Redis and Kafka, publisher and subscriber are separate bus handles,
+ * as the message-service and a gateway (or the fanout-worker) in two
+ * processes would be. Kafka keeps order per conversation (its key), not
+ * across conversations. */
 #include <check.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -22,6 +26,27 @@ static const char *g_backend;
 static int is_redis(void)
 {
     return !strcmp(g_backend, "redis");
+}
+
+static int is_kafka(void)
+{
+    return !strcmp(g_backend, "kafka");
+}
+
+/* Kafka: a consumer group per subscribing handle, so each gets it all. */
+static int open_kafka(chat_bus **out, const char *group)
+{
+    chat_kafka_opts o;
+    char topic[2][64];
+
+    chat_kafka_opts_init(&o);
+    o.brokers = getenv("KAFKA_BROKERS");
+    snprintf(topic[0], sizeof topic[0], "contract.messages.%d", (int)getpid());
+    snprintf(topic[1], sizeof topic[1], "contract.events.%d", (int)getpid());
+    o.messages_topic = topic[0];
+    o.events_topic = topic[1];
+    o.group_id = group;
+    return chat_bus_kafka_new(out, &o);
 }
 
 /* What a subscriber saw: copies, in arrival order. */
@@ -84,7 +109,7 @@ static int inbox_wait(inbox *in, int n)
     int have;
 
     clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 10;
+    until.tv_sec += 30; /* a Kafka group may be rebalancing */
     pthread_mutex_lock(&in->lock);
     while (in->n < n &&
            pthread_cond_timedwait(&in->cond, &in->lock, &until) == 0)
@@ -103,6 +128,12 @@ static void inbox_free(inbox *in)
 
 static int open_bus(chat_bus **out)
 {
+    if (is_kafka()) {
+        static int n;
+        char group[64];
+        snprintf(group, sizeof group, "contract-%d-%d", (int)getpid(), ++n);
+        return open_kafka(out, group);
+    }
     if (is_redis()) {
         chat_redis_opts o;
         chat_redis_opts_init(&o);
@@ -121,7 +152,9 @@ static void setup(void)
 {
     inbox_init(&IN);
     ck_assert_int_eq(open_bus(&S), CHAT_OK);
-    if (is_redis())
+    if (is_kafka())
+        ck_assert_int_eq(open_kafka(&P, NULL), CHAT_OK); /* publish only */
+    else if (is_redis())
         ck_assert_int_eq(open_bus(&P), CHAT_OK);
     else
         P = S;
@@ -134,6 +167,11 @@ static void teardown(void)
         chat_bus_free(P);
     chat_bus_free(S);
     inbox_free(&IN);
+}
+
+static int by_type(const void *a, const void *b)
+{
+    return (int)((const got *)a)->type - (int)((const got *)b)->type;
 }
 
 START_TEST(every_field_arrives)
@@ -161,6 +199,8 @@ START_TEST(every_field_arrives)
         ck_assert_int_eq(chat_bus_publish(P, &ev), CHAT_OK);
     }
     ck_assert_int_eq(inbox_wait(&IN, 5), 5);
+    if (is_kafka()) /* presence has another key: maybe another partition */
+        qsort(IN.items, 5, sizeof *IN.items, by_type);
     for (t = 0; t < 5; t++) {
         got *g = &IN.items[t];
         ck_assert_int_eq(g->type, t + 1);
@@ -215,7 +255,7 @@ START_TEST(every_subscriber_of_every_handle)
     inbox_init(&second);
     inbox_init(&third);
     ck_assert_int_eq(chat_bus_subscribe(S, on_event, &second), CHAT_OK);
-    if (is_redis()) { /* a third process */
+    if (is_redis() || is_kafka()) { /* a third process */
         ck_assert_int_eq(open_bus(&other), CHAT_OK);
         ck_assert_int_eq(chat_bus_subscribe(other, on_event, &third), CHAT_OK);
     }
@@ -308,14 +348,90 @@ START_TEST(redis_bad_options)
 }
 END_TEST
 
+/* Kafka only: a group resumes where it committed. */
+START_TEST(kafka_group_resumes_after_its_commits)
+{
+    chat_bus *c1, *c2;
+    inbox first, second;
+    chat_event ev;
+    char group[64], payload[32];
+    int i;
+
+    if (!is_kafka())
+        return;
+    snprintf(group, sizeof group, "resume-%d", (int)getpid());
+    inbox_init(&first);
+    inbox_init(&second);
+    memset(&ev, 0, sizeof ev);
+    ev.type = CHAT_EVENT_MESSAGE_NEW;
+    ev.conversation_id = "0190b3c4-0000-7000-8000-0000000000dd";
+    ev.to_members = 1;
+    ev.payload = payload;
+    ck_assert_int_eq(open_kafka(&c1, group), CHAT_OK);
+    ck_assert_int_eq(chat_bus_subscribe(c1, on_event, &first), CHAT_OK);
+    for (i = 0; i < 3; i++) {
+        ev.payload_len =
+            (size_t)snprintf(payload, sizeof payload, "{\"n\":%d}", i);
+        ck_assert_int_eq(chat_bus_publish(P, &ev), CHAT_OK);
+    }
+    ck_assert_int_eq(inbox_wait(&first, 3), 3);
+    chat_bus_free(c1); /* commits what it handled */
+    for (i = 3; i < 5; i++) {
+        ev.payload_len =
+            (size_t)snprintf(payload, sizeof payload, "{\"n\":%d}", i);
+        ck_assert_int_eq(chat_bus_publish(P, &ev), CHAT_OK);
+    }
+    ck_assert_int_eq(open_kafka(&c2, group), CHAT_OK);
+    ck_assert_int_eq(chat_bus_subscribe(c2, on_event, &second), CHAT_OK);
+    ck_assert_int_eq(inbox_wait(&second, 2), 2);
+    ck_assert_str_eq(second.items[0].payload, "{\"n\":3}");
+    ck_assert_str_eq(second.items[1].payload, "{\"n\":4}");
+    usleep(500000); /* and nothing older comes again */
+    ck_assert_int_eq(inbox_wait(&second, 3), 2);
+    chat_bus_free(c2);
+    inbox_free(&first);
+    inbox_free(&second);
+}
+END_TEST
+
+START_TEST(kafka_bad_options)
+{
+    chat_kafka_opts o;
+    chat_bus *b = NULL;
+
+    if (!is_kafka())
+        return;
+    chat_kafka_opts_init(&o);
+    ck_assert_int_eq(chat_bus_kafka_new(&b, &o), CHAT_EINVAL); /* brokers */
+    o.brokers = getenv("KAFKA_BROKERS");
+    o.messages_topic = "bad topic";
+    ck_assert_int_eq(chat_bus_kafka_new(&b, &o), CHAT_EINVAL);
+    o.messages_topic = NULL;
+    o.group_id = "";
+    ck_assert_int_eq(chat_bus_kafka_new(&b, &o), CHAT_EINVAL);
+    o.group_id = NULL;
+    o.brokers = "127.0.0.1:1";
+    o.timeout_ms = 1000;
+    ck_assert_int_eq(chat_bus_kafka_new(&b, &o), CHAT_EUNAVAIL);
+    ck_assert_ptr_null(b);
+    /* a publish-only bus has nothing to subscribe to */
+    ck_assert_int_eq(chat_bus_subscribe(P, on_event, &IN), CHAT_EINVAL);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     Suite *s;
     TCase *tc;
 
     g_backend = argc > 1 ? argv[1] : "local";
-    if (strcmp(g_backend, "local") && strcmp(g_backend, "redis")) {
-        fprintf(stderr, "usage: bus_contract local|redis\n");
+    if (strcmp(g_backend, "local") && strcmp(g_backend, "redis") &&
+        strcmp(g_backend, "kafka")) {
+        fprintf(stderr, "usage: bus_contract local|redis|kafka\n");
+        return 2;
+    }
+    if (is_kafka() && !getenv("KAFKA_BROKERS")) {
+        fprintf(stderr, "bus_contract: KAFKA_BROKERS is not set\n");
         return 2;
     }
     if (is_redis() && !getenv("REDIS_URL")) {
@@ -332,6 +448,8 @@ int main(int argc, char **argv)
     tcase_add_test(tc, refuses_bad_events);
     tcase_add_test(tc, redis_restart);
     tcase_add_test(tc, redis_bad_options);
+    tcase_add_test(tc, kafka_group_resumes_after_its_commits);
+    tcase_add_test(tc, kafka_bad_options);
     suite_add_tcase(s, tc);
     return chat_test_run(s);
 }

@@ -43,11 +43,13 @@ class Stack(unittest.TestCase):
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="chat-stack-")
         cls.envp = dict(os.environ, STACK_DIR=cls.dir, CHAT_RATE_LOGIN_IP="off",
+                        CHAT_RATE_SEND="off", CHAT_RATE_TOKEN="off",
                         EDGE_PORT=str(free_port()))
         up = subprocess.run([STACK, "up"], env=cls.envp, capture_output=True,
                             text=True, timeout=300)
         if up.returncode != 0:
             cls.dump_logs()
+            cls.tearDownClass()
             raise RuntimeError("stack up failed:\n" + up.stderr)
         cls.edge = up.stdout.strip().splitlines()[-1]
         cls.env = {}
@@ -56,6 +58,35 @@ class Stack(unittest.TestCase):
                 k, _, v = line.strip().partition("=")
                 cls.env[k] = v
         cls.n = 0
+        try:
+            cls.warm_up()
+        except Exception:
+            cls.dump_logs()
+            cls.tearDownClass()  # unittest skips it when setUpClass fails
+            raise
+
+    @classmethod
+    def warm_up(cls):
+        """Wait until an event goes all the way: right after `up` the
+        fanout-workers' consumer group may still be settling (seconds)."""
+        t = cls("test_1_dm_and_group_across_gateways")
+        a, b = t.user("wa"), t.user("wb")
+        st, dm = t.api("POST", "/api/chats/conversations/dm",
+                       {"user_id": b["id"]}, a["token"])
+        c = Client(cls.env["REALTIME_GATEWAY_1_URL"], ["websocket"],
+                   auth={"token": b["token"]})
+        try:
+            c.wait("authenticated")
+            for _ in range(60):
+                t.send(dm["id"], a, "warm-up")
+                try:
+                    c.wait("message:new", timeout=1)
+                    return
+                except AssertionError:
+                    pass
+            raise RuntimeError("no event reached a gateway within 60 s")
+        finally:
+            c.sio.disconnect()
 
     @classmethod
     def tearDownClass(cls):
@@ -180,6 +211,9 @@ class Stack(unittest.TestCase):
                          ["while b was away"])
         self.send(dm["id"], a, "after")
         cb2.wait("message:new", lambda d: d["seq"] == 3)
+        # and the gateway comes back for the tests after this one
+        subprocess.run([STACK, "start", "realtime-gateway-2"], env=self.envp,
+                       check=True, timeout=60)
 
     def test_4_postgres_outage(self):
         a = self.user("oa")
@@ -200,6 +234,51 @@ class Stack(unittest.TestCase):
             time.sleep(0.1)
         self.assertEqual(st, 200, body)
         self.assertEqual(body["id"], a["id"])
+
+
+    def test_5_fanout_worker_killed(self):
+        """kill -9 fanout-workers while messages flow: the other worker
+        takes the partitions over from the last committed offsets, so
+        every member hears every message (at least once; clients drop
+        repeats by seq), and the killed ones start again."""
+        if not self.env.get("KAFKA_BROKERS"):
+            self.skipTest("the stack runs without Kafka")
+        gw1, gw2 = self.env["REALTIME_GATEWAY_1_URL"], self.env["REALTIME_GATEWAY_2_URL"]
+        a, b, c = self.user("fa"), self.user("fb"), self.user("fc")
+        cb, cc = self.connect(gw1, b), self.connect(gw2, c)
+        st, g = self.api("POST", "/api/chats/conversations/group",
+                         {"title": "fanout", "member_ids": [b["id"], c["id"]]},
+                         a["token"])
+        self.assertEqual(st, 201)
+        n = 400
+        # the conversation's partition is on one of the two workers: kill
+        # one, start it again, then kill the other
+        for i in range(1, n + 1):
+            self.send(g["id"], a, "m%d" % i)
+            if i in (n // 3, 2 * n // 3):
+                w = "fanout-worker-%d" % (1 if i == n // 3 else 2)
+                with open(os.path.join(self.dir, "pids", w)) as f:
+                    os.kill(int(f.read()), signal.SIGKILL)
+                if w.endswith("1"):
+                    subprocess.run([STACK, "start", w], env=self.envp,
+                                   check=True, timeout=60)
+        for cl in (cb, cc):
+            seen = set()
+            deadline = time.time() + 90
+            while len(seen) < n and time.time() < deadline:
+                try:
+                    d = cl.wait("message:new",
+                                lambda d: d["conversation_id"] == g["id"],
+                                timeout=max(0.1, deadline - time.time()))
+                except AssertionError:
+                    break
+                seen.add(d["seq"])
+            self.assertEqual(sorted(seen), list(range(1, n + 1)))
+        subprocess.run([STACK, "start", "fanout-worker-2"], env=self.envp,
+                       check=True, timeout=60)
+        m = self.send(g["id"], a, "after the restarts")
+        cb.wait("message:new", lambda d: d["message_id"] == m["message_id"],
+                timeout=30)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@
 # usage: tests/bench/bench_stack.sh [BUILD_DIR] [SECONDS] [RATE]
 #   STACK_LOG=postgres|dynamodb  where messages live (postgres: dynalite is
 #   a single-threaded Node process, far below DynamoDB's own throughput)
+#   STACK_KAFKA=1|0  events through Kafka (librdkafka's mock cluster) and
+#   the fanout-workers, or straight over Redis
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-$here/../../build}" && pwd)
@@ -26,7 +28,7 @@ set -a; . "$STACK_DIR/env"; set +a
 port=${edge##*:}
 conv=$(sed -n '/^setup_group()/,/^}/p' "$here/bench_realtime.sh" | sed '1d;$d' |
     sed "s|\"\$1\" \"\$tmp/ids\"|$edge $STACK_DIR/ids|" | bash)
-echo "== stack (messages on $STACK_LOG), 100 members through nginx, ${SECONDS_PER_PHASE} s per phase =="
+echo "== stack (messages on $STACK_LOG, Kafka ${STACK_KAFKA:-1}), 100 members through nginx, ${SECONDS_PER_PHASE} s per phase =="
 for r in "$rate" 0; do
     "$build/tests/bench/fanout" fanout "$port" "$STACK_DIR/ids" "$conv" "$r"
 done

@@ -1,0 +1,367 @@
+/* The event bus over Kafka (librdkafka).
+ *
+ * message:new goes to the messages topic, every other event to the events
+ * topic, keyed by conversation (or user) so one conversation's events stay
+ * in one partition, in order. A thread serves the producer's delivery
+ * reports; with a consumer group, a second thread consumes, hands each
+ * record to the subscribers and only then stores its offset for the
+ * periodic commit (at least once). librdkafka's own logs go through the
+ * library's log hook. */
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bus/wire.h"
+#include "core/internal.h"
+
+typedef struct kafka_bus {
+    chat_bus base;
+    rd_kafka_t *producer;
+    rd_kafka_t *consumer; /* NULL without a group */
+    char mtopic[250], etopic[250];
+    int timeout_ms;
+    atomic_int closing;
+    pthread_t poll_thread, cons_thread;
+    int poll_started, cons_started;
+    pthread_mutex_t lock; /* starting the consumer */
+    chat__subs subs;
+} kafka_bus;
+
+void chat_kafka_opts_init(chat_kafka_opts *o)
+{
+    if (o) {
+        memset(o, 0, sizeof *o);
+        o->version = CHAT_KAFKA_OPTS_VERSION;
+    }
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac,
+                   const char *buf)
+{
+    (void)rk;
+    /* syslog levels: 0..3 errors, 4 warning, 5..6 info, 7 debug */
+    CHAT_LOG(level <= 3   ? CHAT_LOG_ERROR
+             : level == 4 ? CHAT_LOG_WARN
+             : level <= 6 ? CHAT_LOG_INFO
+                          : CHAT_LOG_DEBUG,
+             "component=bus backend=kafka facility=%s msg=\"%s\"", fac, buf);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *ud)
+{
+    (void)rk;
+    (void)ud;
+    CHAT_LOG(CHAT_LOG_WARN,
+             "component=bus backend=kafka event=error err=%s"
+             " msg=\"%s\"",
+             rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *ud)
+{
+    (void)rk;
+    (void)ud;
+    if (m->err)
+        CHAT_LOG(CHAT_LOG_ERROR,
+                 "component=bus backend=kafka event=not_delivered"
+                 " topic=%s err=%s",
+                 rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+}
+
+/* A configuration with the common settings; NULL and the last error. */
+static rd_kafka_conf_t *new_conf(const char *brokers, const char *const *kv)
+{
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    char err[256];
+
+    if (c == NULL) {
+        chat__error(CHAT_ENOMEM, "out of memory");
+        return NULL;
+    }
+    rd_kafka_conf_set_log_cb(c, on_log);
+    rd_kafka_conf_set_error_cb(c, on_error);
+    if (rd_kafka_conf_set(c, "bootstrap.servers", brokers, err, sizeof err) !=
+        RD_KAFKA_CONF_OK)
+        goto bad;
+    for (; kv && kv[0]; kv += 2)
+        if (rd_kafka_conf_set(c, kv[0], kv[1], err, sizeof err) !=
+            RD_KAFKA_CONF_OK)
+            goto bad;
+    return c;
+bad:
+    rd_kafka_conf_destroy(c);
+    chat__error(CHAT_EINVAL, "Kafka configuration: %s", err);
+    return NULL;
+}
+
+static void *poll_main(void *arg)
+{
+    kafka_bus *b = arg;
+
+    while (!atomic_load(&b->closing))
+        rd_kafka_poll(b->producer, 100); /* delivery reports */
+    return NULL;
+}
+
+static int kafka_publish(chat_bus *base, const chat_event *ev)
+{
+    kafka_bus *b = (kafka_bus *)base;
+    const char *key = ev->conversation_id ? ev->conversation_id
+                      : ev->user_id       ? ev->user_id
+                                          : "";
+    const char *topic =
+        ev->type == CHAT_EVENT_MESSAGE_NEW ? b->mtopic : b->etopic;
+    chat__buf msg = CHAT__BUF_INIT;
+    rd_kafka_resp_err_t err;
+    int rc, attempt;
+
+    if ((rc = chat__event_encode(ev, &msg)) != CHAT_OK) {
+        chat__buf_free(&msg);
+        return rc;
+    }
+    for (attempt = 0; attempt < 2; attempt++) {
+        err = rd_kafka_producev(b->producer, RD_KAFKA_V_TOPIC(topic),
+                                RD_KAFKA_V_KEY((void *)key, strlen(key)),
+                                RD_KAFKA_V_VALUE(msg.data, msg.len),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            break;
+        rd_kafka_poll(b->producer, 100); /* make room */
+    }
+    chat__buf_free(&msg);
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        return chat__error(CHAT_EAGAIN, "Kafka producer queue is full");
+    if (err)
+        return chat__error(CHAT_EIO, "Kafka produce: %s",
+                           rd_kafka_err2str(err));
+    return CHAT_OK;
+}
+
+static void *consume_main(void *arg)
+{
+    kafka_bus *b = arg;
+
+    while (!atomic_load(&b->closing)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(b->consumer, 100);
+        rd_kafka_topic_partition_list_t *done;
+
+        if (m == NULL)
+            continue;
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                CHAT_LOG(CHAT_LOG_WARN,
+                         "component=bus backend=kafka event=consume_error"
+                         " msg=\"%s\"",
+                         rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (chat__event_dispatch(&b->subs, m->payload, m->len) != CHAT_OK)
+            CHAT_LOG(CHAT_LOG_WARN,
+                     "component=bus backend=kafka event=bad_record topic=%s"
+                     " partition=%d offset=%lld",
+                     rd_kafka_topic_name(m->rkt), (int)m->partition,
+                     (long long)m->offset);
+        /* handled: its offset may now be committed */
+        done = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(done, rd_kafka_topic_name(m->rkt),
+                                          m->partition)
+            ->offset = m->offset + 1;
+        rd_kafka_offsets_store(b->consumer, done);
+        rd_kafka_topic_partition_list_destroy(done);
+        rd_kafka_message_destroy(m);
+    }
+    return NULL;
+}
+
+static int start_consumer(kafka_bus *b)
+{
+    rd_kafka_topic_partition_list_t *topics;
+    rd_kafka_resp_err_t err;
+
+    topics = rd_kafka_topic_partition_list_new(2);
+    rd_kafka_topic_partition_list_add(topics, b->mtopic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_topic_partition_list_add(topics, b->etopic, RD_KAFKA_PARTITION_UA);
+    err = rd_kafka_subscribe(b->consumer, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err)
+        return chat__error(CHAT_EIO, "Kafka subscribe: %s",
+                           rd_kafka_err2str(err));
+    if (pthread_create(&b->cons_thread, NULL, consume_main, b) != 0)
+        return chat__error(CHAT_ERROR, "cannot start the Kafka consumer");
+    pthread_setname_np(b->cons_thread, "chat-kafka-in");
+    b->cons_started = 1;
+    return CHAT_OK;
+}
+
+static int kafka_subscribe(chat_bus *base, chat_event_fn fn, void *userdata)
+{
+    kafka_bus *b = (kafka_bus *)base;
+    int rc;
+
+    if (b->consumer == NULL)
+        return chat__error(CHAT_EINVAL, "this Kafka bus has no consumer group");
+    if ((rc = chat__subs_add(&b->subs, fn, userdata)) != CHAT_OK)
+        return rc;
+    pthread_mutex_lock(&b->lock);
+    if (!b->cons_started)
+        rc = start_consumer(b);
+    pthread_mutex_unlock(&b->lock);
+    return rc;
+}
+
+static void kafka_free(chat_bus *base)
+{
+    kafka_bus *b = (kafka_bus *)base;
+
+    atomic_store(&b->closing, 1);
+    if (b->cons_started)
+        pthread_join(b->cons_thread, NULL);
+    if (b->consumer) {
+        rd_kafka_consumer_close(b->consumer); /* commits stored offsets */
+        rd_kafka_destroy(b->consumer);
+    }
+    if (b->poll_started)
+        pthread_join(b->poll_thread, NULL);
+    if (b->producer) {
+        if (rd_kafka_flush(b->producer, b->timeout_ms) != 0)
+            CHAT_LOG(CHAT_LOG_WARN,
+                     "component=bus backend=kafka event=flush_incomplete"
+                     " undelivered=%d",
+                     rd_kafka_outq_len(b->producer));
+        rd_kafka_destroy(b->producer);
+    }
+    chat__subs_destroy(&b->subs);
+    pthread_mutex_destroy(&b->lock);
+    chat__free(b);
+}
+
+static const chat_bus_ops g_kafka_ops = {"kafka", kafka_publish,
+                                         kafka_subscribe, kafka_free};
+
+/* Ask the cluster about our topics (creating them where the brokers
+ * auto-create): fails when no broker answers in time. */
+static int check_cluster(kafka_bus *b)
+{
+    const char *names[2] = {b->mtopic, b->etopic};
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *t = rd_kafka_topic_new(b->producer, names[i], NULL);
+        rd_kafka_resp_err_t err;
+
+        if (t == NULL)
+            return chat__error(CHAT_EINVAL, "Kafka topic %s: %s", names[i],
+                               rd_kafka_err2str(rd_kafka_last_error()));
+        err = rd_kafka_metadata(b->producer, 0, t, &md, b->timeout_ms);
+        rd_kafka_topic_destroy(t);
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (err)
+            return chat__error(CHAT_EUNAVAIL, "Kafka brokers: %s",
+                               rd_kafka_err2str(err));
+    }
+    return CHAT_OK;
+}
+
+static int valid_topic(const char *t)
+{
+    size_t n = strlen(t);
+
+    if (n == 0 || n > 249)
+        return 0;
+    for (; *t; t++)
+        if (!((*t >= 'a' && *t <= 'z') || (*t >= 'A' && *t <= 'Z') ||
+              (*t >= '0' && *t <= '9') || *t == '.' || *t == '_' || *t == '-'))
+            return 0;
+    return 1;
+}
+
+int chat_bus_kafka_new(chat_bus **out, const chat_kafka_opts *o)
+{
+    static const char *const producer_kv[] = {
+        "enable.idempotence", "true", "acks", "all", "linger.ms", "1", NULL};
+    static const char *const consumer_kv[] = {
+        "enable.auto.commit", "true", "enable.auto.offset.store", "false",
+        "auto.offset.reset", "earliest", "topic.metadata.refresh.interval.ms",
+        "2000",
+        /* a consumer that dies hands its partitions over after 6 s */
+        "session.timeout.ms", "6000", "heartbeat.interval.ms", "1000",
+        /* a fetch returns what is there after at most this long (brokers
+         * answer as soon as data arrives; some test clusters wait) */
+        "fetch.wait.max.ms", "20", NULL};
+    char err[256];
+    rd_kafka_conf_t *c;
+    kafka_bus *b;
+    int rc;
+
+    CHAT_ASSERT_ARG(out && o);
+    if (o->version != CHAT_KAFKA_OPTS_VERSION)
+        return chat__error(CHAT_EINVAL, "chat_kafka_opts: unknown version");
+    if (!o->brokers || !*o->brokers)
+        return chat__error(CHAT_EINVAL, "Kafka needs brokers (KAFKA_BROKERS)");
+    if ((o->messages_topic && !valid_topic(o->messages_topic)) ||
+        (o->events_topic && !valid_topic(o->events_topic)))
+        return chat__error(CHAT_EINVAL,
+                           "Kafka topics are 1-249 of [A-Za-z0-9._-]");
+    if (o->group_id && (!*o->group_id || strlen(o->group_id) > 200))
+        return chat__error(CHAT_EINVAL, "group_id must be 1-200 bytes");
+    if ((b = chat__calloc(1, sizeof *b)) == NULL)
+        return chat__error(CHAT_ENOMEM, "out of memory");
+    b->base.ops = &g_kafka_ops;
+    chat__subs_init(&b->subs);
+    pthread_mutex_init(&b->lock, NULL);
+    b->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 5000;
+    snprintf(b->mtopic, sizeof b->mtopic, "%s",
+             o->messages_topic ? o->messages_topic : "chat.messages");
+    snprintf(b->etopic, sizeof b->etopic, "%s",
+             o->events_topic ? o->events_topic : "chat.events");
+
+    if ((c = new_conf(o->brokers, producer_kv)) == NULL) {
+        rc = chat_error_last()->code;
+        goto fail;
+    }
+    rd_kafka_conf_set_dr_msg_cb(c, on_delivery);
+    if ((b->producer = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err)) ==
+        NULL) {
+        rd_kafka_conf_destroy(c);
+        rc = chat__error(CHAT_EINVAL, "Kafka producer: %s", err);
+        goto fail;
+    }
+    if ((rc = check_cluster(b)) != CHAT_OK)
+        goto fail;
+    if (pthread_create(&b->poll_thread, NULL, poll_main, b) != 0) {
+        rc = chat__error(CHAT_ERROR, "cannot start the Kafka poller");
+        goto fail;
+    }
+    pthread_setname_np(b->poll_thread, "chat-kafka-out");
+    b->poll_started = 1;
+    if (o->group_id) {
+        if ((c = new_conf(o->brokers, consumer_kv)) == NULL) {
+            rc = chat_error_last()->code;
+            goto fail;
+        }
+        if (rd_kafka_conf_set(c, "group.id", o->group_id, err, sizeof err) !=
+            RD_KAFKA_CONF_OK) {
+            rd_kafka_conf_destroy(c);
+            rc = chat__error(CHAT_EINVAL, "Kafka group.id: %s", err);
+            goto fail;
+        }
+        if ((b->consumer =
+                 rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof err)) == NULL) {
+            rd_kafka_conf_destroy(c);
+            rc = chat__error(CHAT_EINVAL, "Kafka consumer: %s", err);
+            goto fail;
+        }
+        rd_kafka_poll_set_consumer(b->consumer);
+    }
+    *out = &b->base;
+    return CHAT_OK;
+fail:
+    kafka_free(&b->base);
+    return rc;
+}
