@@ -46,8 +46,7 @@ typedef struct worker {
     pthread_t thread;
     int started;
     chat__ddb *ddb;
-    dpending *head, *tail;
-    pthread_cond_t cond;
+    chat__append_queue queue;
     seq_slot seq[SEQ_CACHE];
 } worker;
 
@@ -56,8 +55,7 @@ typedef struct ddb_log {
     chat_dynamodb_opts o; /* strings point into the copies below */
     char *endpoint, *region, *access_key, *secret_key, *session_token;
     char table[201], requests[216];
-    pthread_mutex_t lock; /* queues, closing, the handle pool */
-    int closing;
+    pthread_mutex_t lock; /* the handle pool */
     int nworkers;
     worker *workers;
     chat__ddb **spare; /* handles for readers (range, get) */
@@ -593,24 +591,11 @@ write:
 static void *worker_main(void *arg)
 {
     worker *w = arg;
-    ddb_log *l = w->l;
     dpending *p;
     int created, rc;
 
-    for (;;) {
-        pthread_mutex_lock(&l->lock);
-        while (w->head == NULL && !l->closing)
-            pthread_cond_wait(&w->cond, &l->lock);
-        p = w->head;
-        if (p == NULL) { /* closing and drained */
-            pthread_mutex_unlock(&l->lock);
-            return NULL;
-        }
-        w->head = p->next;
-        if (w->head == NULL)
-            w->tail = NULL;
-        pthread_mutex_unlock(&l->lock);
-
+    /* one at a time, until closed and drained */
+    while ((p = chat__append_queue_take(&w->queue, 1))) {
         rc = append_one(w, p, &p->msg, &created);
         if (rc != CHAT_OK)
             CHAT_LOG(CHAT_LOG_WARN,
@@ -621,6 +606,7 @@ static void *worker_main(void *arg)
         p->created = created;
         chat__append_req_finish(p);
     }
+    return NULL;
 }
 
 static int log_append(chat_log *base, const chat_append *req, chat_append_cb cb,
@@ -634,20 +620,7 @@ static int log_append(chat_log *base, const chat_append *req, chat_append_cb cb,
     if ((rc = chat__append_req_new(req, cb, userdata, 0, 1, &p)) != CHAT_OK)
         return rc;
     w = &l->workers[chat__conv_shard(p->conv, (unsigned)l->nworkers)];
-    pthread_mutex_lock(&l->lock);
-    if (l->closing) {
-        pthread_mutex_unlock(&l->lock);
-        chat__free(p);
-        return chat__error(CHAT_ECLOSED, "message log is closing");
-    }
-    if (w->tail)
-        w->tail->next = p;
-    else
-        w->head = p;
-    w->tail = p;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&l->lock);
-    return CHAT_OK;
+    return chat__append_queue_push(&w->queue, p);
 }
 
 /* ---- history ------------------------------------------------------------ */
@@ -885,16 +858,13 @@ static void log_free(chat_log *base)
     ddb_log *l = (ddb_log *)base;
     int i;
 
-    pthread_mutex_lock(&l->lock);
-    l->closing = 1;
     for (i = 0; i < l->nworkers; i++)
-        pthread_cond_broadcast(&l->workers[i].cond);
-    pthread_mutex_unlock(&l->lock);
+        chat__append_queue_close(&l->workers[i].queue);
     for (i = 0; i < l->nworkers; i++) {
         if (l->workers[i].started)
             pthread_join(l->workers[i].thread, NULL); /* drains its queue */
         chat__ddb_free(l->workers[i].ddb);
-        pthread_cond_destroy(&l->workers[i].cond);
+        chat__append_queue_destroy(&l->workers[i].queue);
     }
     for (i = 0; i < l->nspare; i++)
         chat__ddb_free(l->spare[i]);
@@ -1006,7 +976,7 @@ int chat_log_dynamodb_open(chat_log **out, const chat_dynamodb_opts *opts)
         return chat__error(CHAT_ENOMEM, "out of memory");
     }
     for (i = 0; i < l->nworkers; i++)
-        pthread_cond_init(&l->workers[i].cond, NULL);
+        chat__append_queue_init(&l->workers[i].queue);
 
     /* the tables, through a first handle that then serves readers */
     if ((rc = chat__ddb_new(&d, &l->o)) != CHAT_OK ||

@@ -25,14 +25,11 @@ typedef struct pworker {
     pthread_t thread;
     int started;
     chat__pg conn;
-    ppending *head, *tail;
-    pthread_cond_t cond;
+    chat__append_queue queue;
 } pworker;
 
 typedef struct pg_log {
     chat_log base;
-    pthread_mutex_t lock; /* queues and closing */
-    int closing;
     int touch_store;
     char *conninfo;
     int timeout_s;
@@ -262,23 +259,7 @@ static void *writer_main(void *arg)
     ppending *batch, *p, *next, *v[BATCH_MAX];
     int n;
 
-    for (;;) {
-        pthread_mutex_lock(&l->lock);
-        while (w->head == NULL && !l->closing)
-            pthread_cond_wait(&w->cond, &l->lock);
-        if (w->head == NULL) { /* closing and drained */
-            pthread_mutex_unlock(&l->lock);
-            return NULL;
-        }
-        batch = w->head;
-        for (p = batch, n = 1; p->next && n < BATCH_MAX; p = p->next)
-            n++;
-        w->head = p->next;
-        if (w->head == NULL)
-            w->tail = NULL;
-        p->next = NULL;
-        pthread_mutex_unlock(&l->lock);
-
+    while ((batch = chat__append_queue_take(&w->queue, BATCH_MAX))) {
         for (p = batch, n = 0; p; p = p->next) {
             p->order = n;
             v[n++] = p;
@@ -290,6 +271,7 @@ static void *writer_main(void *arg)
             chat__append_req_finish(p);
         }
     }
+    return NULL; /* closed and drained */
 }
 
 static int log_append(chat_log *base, const chat_append *req, chat_append_cb cb,
@@ -305,20 +287,7 @@ static int log_append(chat_log *base, const chat_append *req, chat_append_cb cb,
         CHAT_OK)
         return rc;
     w = &l->workers[chat__conv_shard(p->conv, (unsigned)l->nworkers)];
-    pthread_mutex_lock(&l->lock);
-    if (l->closing) {
-        pthread_mutex_unlock(&l->lock);
-        chat__free(p);
-        return chat__error(CHAT_ECLOSED, "message log is closing");
-    }
-    if (w->tail)
-        w->tail->next = p;
-    else
-        w->head = p;
-    w->tail = p;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&l->lock);
-    return CHAT_OK;
+    return chat__append_queue_push(&w->queue, p);
 }
 
 /* A read failed on a connection that may only have gone stale (the
@@ -418,21 +387,17 @@ static void log_free(chat_log *base)
     pg_log *l = (pg_log *)base;
     int i;
 
-    pthread_mutex_lock(&l->lock);
-    l->closing = 1;
     for (i = 0; i < l->nworkers; i++)
-        pthread_cond_broadcast(&l->workers[i].cond);
-    pthread_mutex_unlock(&l->lock);
+        chat__append_queue_close(&l->workers[i].queue);
     for (i = 0; i < l->nworkers; i++) {
         if (l->workers[i].started)
             pthread_join(l->workers[i].thread, NULL); /* commits its queue */
         chat__pg_disconnect(&l->workers[i].conn);
-        pthread_cond_destroy(&l->workers[i].cond);
+        chat__append_queue_destroy(&l->workers[i].queue);
     }
     chat__free(l->workers);
     chat__pgpool_close(&l->readers);
     chat__free(l->conninfo);
-    pthread_mutex_destroy(&l->lock);
     chat__free(l);
 }
 
@@ -458,9 +423,7 @@ int chat_log_pg_open(chat_log **out, const chat_pg_opts *opts)
     l->touch_store = opts->touch_store;
     l->timeout_s = opts->connect_timeout_s;
     l->nworkers = opts->pool_size > 0 ? opts->pool_size : 4;
-    pthread_mutex_init(&l->lock, NULL);
     if ((rc = chat__pgpool_open(&l->readers, opts, l->nworkers)) != CHAT_OK) {
-        pthread_mutex_destroy(&l->lock);
         chat__free(l);
         return rc;
     }
@@ -472,7 +435,7 @@ int chat_log_pg_open(chat_log **out, const chat_pg_opts *opts)
         return chat__error(CHAT_ENOMEM, "out of memory");
     }
     for (i = 0; i < l->nworkers; i++)
-        pthread_cond_init(&l->workers[i].cond, NULL);
+        chat__append_queue_init(&l->workers[i].queue);
     if ((c = chat__pgpool_get(&l->readers)) == NULL) {
         log_free(&l->base);
         return CHAT_EUNAVAIL;

@@ -15,10 +15,9 @@ typedef struct sqlite_log {
     chat__dbpool readers;
     chat_sqlite_opts o;
     pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    pending *head, *tail;
-    int closing;
+    pthread_mutex_t lock; /* closing, ckpt_wanted */
+    chat__append_queue queue;
+    int closing; /* for the checkpointer, under lock */
     /* WAL checkpoints run on their own thread and connection, so a commit
      * never stops to copy pages back into the database file */
     chat__db ckpt;
@@ -257,32 +256,16 @@ static void *writer_main(void *arg)
 {
     sqlite_log *l = arg;
     pending *batch, *p, *next;
-    int n;
 
-    for (;;) {
-        pthread_mutex_lock(&l->lock);
-        while (l->head == NULL && !l->closing)
-            pthread_cond_wait(&l->cond, &l->lock);
-        if (l->head == NULL) { /* closing and drained */
-            pthread_mutex_unlock(&l->lock);
-            return NULL;
-        }
-        /* take up to batch_max from the queue */
-        batch = l->head;
-        for (p = batch, n = 1; p->next && n < l->o.batch_max; p = p->next)
-            n++;
-        l->head = p->next;
-        if (l->head == NULL)
-            l->tail = NULL;
-        p->next = NULL;
-        pthread_mutex_unlock(&l->lock);
-
+    /* up to batch_max appends at a time, until closed and drained */
+    while ((batch = chat__append_queue_take(&l->queue, l->o.batch_max))) {
         commit_batch(l, batch);
         for (p = batch; p; p = next) {
             next = p->next;
             chat__append_req_finish(p);
         }
     }
+    return NULL;
 }
 
 static int log_append(chat_log *base, const chat_append *req, chat_append_cb cb,
@@ -295,20 +278,7 @@ static int log_append(chat_log *base, const chat_append *req, chat_append_cb cb,
     if ((rc = chat__append_req_new(req, cb, userdata, l->o.touch_store, 0,
                                    &p)) != CHAT_OK)
         return rc;
-    pthread_mutex_lock(&l->lock);
-    if (l->closing) {
-        pthread_mutex_unlock(&l->lock);
-        chat__free(p);
-        return chat__error(CHAT_ECLOSED, "message log is closing");
-    }
-    if (l->tail)
-        l->tail->next = p;
-    else
-        l->head = p;
-    l->tail = p;
-    pthread_cond_signal(&l->cond);
-    pthread_mutex_unlock(&l->lock);
-    return CHAT_OK;
+    return chat__append_queue_push(&l->queue, p);
 }
 
 static int log_range(chat_log *base, const char *conv_id, int64_t after_seq,
@@ -387,9 +357,9 @@ static void log_free(chat_log *base)
 {
     sqlite_log *l = (sqlite_log *)base;
 
+    chat__append_queue_close(&l->queue);
     pthread_mutex_lock(&l->lock);
     l->closing = 1;
-    pthread_cond_broadcast(&l->cond);
     pthread_cond_broadcast(&l->ckpt_cond);
     pthread_mutex_unlock(&l->lock);
     pthread_join(l->thread, NULL); /* commits what was queued */
@@ -399,7 +369,7 @@ static void log_free(chat_log *base)
     chat__db_close(&l->writer);
     chat__dbpool_close(&l->readers);
     pthread_mutex_destroy(&l->lock);
-    pthread_cond_destroy(&l->cond);
+    chat__append_queue_destroy(&l->queue);
     pthread_cond_destroy(&l->ckpt_cond);
     chat__free(l);
 }
@@ -422,7 +392,7 @@ int chat_log_sqlite_open(chat_log **out, const char *path,
     chat__sqlite_opts_resolve(opts, &l->o);
     l->base.ops = l->o.touch_store ? &g_ops_touch : &g_ops;
     pthread_mutex_init(&l->lock, NULL);
-    pthread_cond_init(&l->cond, NULL);
+    chat__append_queue_init(&l->queue);
     pthread_cond_init(&l->ckpt_cond, NULL);
     if ((rc = chat__db_open(&l->writer, path, &l->o, 1)) != CHAT_OK)
         goto fail;
@@ -465,7 +435,7 @@ fail_writer:
     chat__db_close(&l->writer);
 fail:
     pthread_mutex_destroy(&l->lock);
-    pthread_cond_destroy(&l->cond);
+    chat__append_queue_destroy(&l->queue);
     pthread_cond_destroy(&l->ckpt_cond);
     chat__free(l);
     return rc;

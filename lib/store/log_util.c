@@ -42,6 +42,66 @@ int chat__append_req_new(const chat_append *req, chat_append_cb cb,
     return CHAT_OK;
 }
 
+void chat__append_queue_init(chat__append_queue *q)
+{
+    memset(q, 0, sizeof *q);
+    pthread_mutex_init(&q->lock, NULL);
+    pthread_cond_init(&q->cond, NULL);
+}
+
+void chat__append_queue_destroy(chat__append_queue *q)
+{
+    pthread_mutex_destroy(&q->lock);
+    pthread_cond_destroy(&q->cond);
+}
+
+int chat__append_queue_push(chat__append_queue *q, chat__append_req *p)
+{
+    pthread_mutex_lock(&q->lock);
+    if (q->closing) {
+        pthread_mutex_unlock(&q->lock);
+        chat__free(p);
+        return chat__error(CHAT_ECLOSED, "message log is closing");
+    }
+    if (q->tail)
+        q->tail->next = p;
+    else
+        q->head = p;
+    q->tail = p;
+    pthread_cond_signal(&q->cond);
+    pthread_mutex_unlock(&q->lock);
+    return CHAT_OK;
+}
+
+chat__append_req *chat__append_queue_take(chat__append_queue *q, int max)
+{
+    chat__append_req *batch, *p;
+    int n;
+
+    pthread_mutex_lock(&q->lock);
+    while (q->head == NULL && !q->closing)
+        pthread_cond_wait(&q->cond, &q->lock);
+    batch = q->head;
+    if (batch) {
+        for (p = batch, n = 1; p->next && n < max; p = p->next)
+            n++;
+        q->head = p->next;
+        if (q->head == NULL)
+            q->tail = NULL;
+        p->next = NULL;
+    }
+    pthread_mutex_unlock(&q->lock);
+    return batch;
+}
+
+void chat__append_queue_close(chat__append_queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    q->closing = 1;
+    pthread_cond_broadcast(&q->cond);
+    pthread_mutex_unlock(&q->lock);
+}
+
 void chat__append_req_finish(chat__append_req *p)
 {
     if (p->rc == CHAT_EPERM)

@@ -4,6 +4,8 @@
 #ifndef CHAT_STORE_LOG_UTIL_H
 #define CHAT_STORE_LOG_UTIL_H
 
+#include <pthread.h>
+
 #include <chat/store.h>
 
 #include "core/internal.h"
@@ -32,6 +34,25 @@ typedef struct chat__append_req {
 int chat__append_req_new(const chat_append *req, chat_append_cb cb,
                          void *userdata, int can_check_member, int text_only,
                          chat__append_req **out);
+
+/* A FIFO of appends waiting for one writer thread. */
+typedef struct chat__append_queue {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    chat__append_req *head, *tail;
+    int closing;
+} chat__append_queue;
+
+void chat__append_queue_init(chat__append_queue *q);
+/* No thread may still use q. */
+void chat__append_queue_destroy(chat__append_queue *q);
+/* Queue p; CHAT_ECLOSED (p freed) once the queue is closing. */
+int chat__append_queue_push(chat__append_queue *q, chat__append_req *p);
+/* Wait for appends and take up to max of them, in order (a list through
+ * next). NULL once the queue is closing and drained. */
+chat__append_req *chat__append_queue_take(chat__append_queue *q, int max);
+/* Refuse new appends and wake the writer; what is queued is still taken. */
+void chat__append_queue_close(chat__append_queue *q);
 
 /* Answer p (its rc, created and msg) through its callback and free it. */
 void chat__append_req_finish(chat__append_req *p);
