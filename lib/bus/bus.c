@@ -1,12 +1,10 @@
 /* The event bus interface and its in-process backend. */
-#include <pthread.h>
 #include <string.h>
 
 #include <chat/bus.h>
 
+#include "bus/wire.h"
 #include "core/internal.h"
-
-#define LOCAL_MAX_SUBS 16
 
 const char *chat_event_name(chat_event_type type)
 {
@@ -48,48 +46,25 @@ void chat_bus_free(chat_bus *b)
 
 typedef struct local_bus {
     chat_bus base;
-    pthread_rwlock_t lock;
-    int n;
-    struct {
-        chat_event_fn fn;
-        void *userdata;
-    } subs[LOCAL_MAX_SUBS];
+    chat__subs subs;
 } local_bus;
 
 static int local_publish(chat_bus *b, const chat_event *ev)
 {
-    local_bus *l = (local_bus *)b;
-    int i;
-
-    pthread_rwlock_rdlock(&l->lock);
-    for (i = 0; i < l->n; i++)
-        l->subs[i].fn(ev, l->subs[i].userdata);
-    pthread_rwlock_unlock(&l->lock);
+    chat__subs_call(&((local_bus *)b)->subs, ev);
     return CHAT_OK;
 }
 
 static int local_subscribe(chat_bus *b, chat_event_fn fn, void *userdata)
 {
-    local_bus *l = (local_bus *)b;
-    int rc = CHAT_OK;
-
-    pthread_rwlock_wrlock(&l->lock);
-    if (l->n == LOCAL_MAX_SUBS) {
-        rc = chat__error(CHAT_ELIMIT, "at most %d subscribers", LOCAL_MAX_SUBS);
-    } else {
-        l->subs[l->n].fn = fn;
-        l->subs[l->n].userdata = userdata;
-        l->n++;
-    }
-    pthread_rwlock_unlock(&l->lock);
-    return rc;
+    return chat__subs_add(&((local_bus *)b)->subs, fn, userdata);
 }
 
 static void local_free(chat_bus *b)
 {
     local_bus *l = (local_bus *)b;
 
-    pthread_rwlock_destroy(&l->lock);
+    chat__subs_destroy(&l->subs);
     chat__free(l);
 }
 
@@ -104,10 +79,7 @@ int chat_bus_local_new(chat_bus **out)
     l = chat__calloc(1, sizeof *l);
     if (l == NULL)
         return chat__error(CHAT_ENOMEM, "out of memory");
-    if (pthread_rwlock_init(&l->lock, NULL) != 0) {
-        chat__free(l);
-        return chat__error(CHAT_ERROR, "rwlock init failed");
-    }
+    chat__subs_init(&l->subs);
     l->base.ops = &g_local_ops;
     *out = &l->base;
     return CHAT_OK;

@@ -33,6 +33,17 @@ int chat__subs_add(chat__subs *s, chat_event_fn fn, void *userdata)
     return rc;
 }
 
+void chat__subs_call(chat__subs *s, const chat_event *ev)
+{
+    int i, n;
+
+    pthread_mutex_lock(&s->lock);
+    n = s->n;
+    pthread_mutex_unlock(&s->lock);
+    for (i = 0; i < n; i++) /* entries never change once added */
+        s->s[i].fn(ev, s->s[i].userdata);
+}
+
 int chat__event_encode(const chat_event *ev, chat__buf *out)
 {
     cJSON *h = cJSON_CreateObject(), *rc;
@@ -68,7 +79,7 @@ int chat__event_dispatch(chat__subs *subs, const char *data, size_t len)
     const cJSON *t, *c, *u, *m, *x, *rc, *it;
     cJSON *h;
     chat_event ev;
-    int i, n = 0;
+    int n = 0;
 
     if (nl == NULL)
         goto bad;
@@ -103,11 +114,7 @@ int chat__event_dispatch(chat__subs *subs, const char *data, size_t len)
     ev.nrecipients = n;
     ev.payload = nl + 1;
     ev.payload_len = len - (size_t)(nl + 1 - data);
-    pthread_mutex_lock(&subs->lock);
-    n = subs->n;
-    pthread_mutex_unlock(&subs->lock);
-    for (i = 0; i < n; i++) /* entries never change once added */
-        subs->s[i].fn(&ev, subs->s[i].userdata);
+    chat__subs_call(subs, &ev);
     cJSON_Delete(h);
     return CHAT_OK;
 bad:

@@ -1,6 +1,6 @@
-/* What the buses between processes share: one event as bytes (a JSON
- * header, a newline, the payload exactly as clients receive it) and a
- * fixed list of subscribers. */
+/* What the buses share: a fixed list of subscribers, and for the buses
+ * between processes one event as bytes (a JSON header, a newline, the
+ * payload exactly as clients receive it). */
 #ifndef CHAT_BUS_WIRE_H
 #define CHAT_BUS_WIRE_H
 
@@ -25,6 +25,8 @@ void chat__subs_init(chat__subs *s);
 void chat__subs_destroy(chat__subs *s);
 /* CHAT_OK or CHAT_ELIMIT. */
 int chat__subs_add(chat__subs *s, chat_event_fn fn, void *userdata);
+/* Call every subscriber with ev, on this thread. */
+void chat__subs_call(chat__subs *s, const chat_event *ev);
 
 /* ev as bytes into out (reset first). CHAT_OK or CHAT_ENOMEM. */
 int chat__event_encode(const chat_event *ev, chat__buf *out);
