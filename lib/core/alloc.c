@@ -101,3 +101,12 @@ void chat__ascii_lower(char *dst, const char *src, size_t size)
     }
     dst[i] = '\0';
 }
+
+unsigned chat__str_hash(const char *s)
+{
+    unsigned h = 2166136261u;
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}

@@ -91,6 +91,9 @@ int chat__b64url_decode(uint8_t *out, size_t outsize, size_t *outlen,
 size_t chat__strlcpy(char *dst, const char *src, size_t size);
 /* ASCII lowercase copy into dst (size bytes). */
 void chat__ascii_lower(char *dst, const char *src, size_t size);
+/* FNV-1a of a string, for hash tables and shard choices (not for keys an
+ * attacker may pick to collide on purpose at scale). */
+unsigned chat__str_hash(const char *s);
 
 /* ---- time ---------------------------------------------------------------- */
 /* Monotonic clock in microseconds. */

@@ -62,11 +62,7 @@ struct chat__sio {
 
 static unsigned room_hash(const char *s)
 {
-    unsigned h = 2166136261u;
-
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % ROOM_BUCKETS;
+    return chat__str_hash(s) % ROOM_BUCKETS;
 }
 
 static room *room_find(chat__sio *io, const char *name, room ***slot)

@@ -104,11 +104,7 @@ struct chat__gateway {
 
 static unsigned hash(const char *s, unsigned n)
 {
-    unsigned h = 2166136261u;
-
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % n;
+    return chat__str_hash(s) % n;
 }
 
 static void gs_unref(gsock *gs)

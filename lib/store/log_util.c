@@ -114,11 +114,7 @@ void chat__append_req_finish(chat__append_req *p)
 
 unsigned chat__conv_shard(const char *conv, unsigned n)
 {
-    unsigned h = 2166136261u; /* FNV-1a */
-
-    for (; *conv; conv++)
-        h = (h ^ (unsigned char)*conv) * 16777619u;
-    return n ? h % n : 0;
+    return n ? chat__str_hash(conv) % n : 0;
 }
 
 void chat__messages_reverse(chat_message *m, int n)
