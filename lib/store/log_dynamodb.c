@@ -512,7 +512,7 @@ static int append_one(worker *w, const dpending *p, chat_message *m,
     ddb_log *l = w->l;
     char key[CHAT_ID_LEN * 2 + CHAT_CLIENT_MSG_ID_MAX + 4];
     char owner[CHAT_ID_LEN + 1];
-    int64_t at, seq, start_us = chat__mono_us();
+    int64_t at = 0, seq = 0, start_us = chat__mono_us();
     int rc, rounds;
 
     *created = 0;
