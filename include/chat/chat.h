@@ -14,5 +14,6 @@
 #include <chat/store.h>
 #include <chat/bus.h>
 #include <chat/server.h>
+#include <chat/client.h>
 
 #endif /* CHAT_CHAT_H */

@@ -1,0 +1,385 @@
+/*
+ * The client SDK against a real chatd: two users and two devices exchange
+ * messages live; offline sends flush on reconnect; a client restart keeps
+ * history, session and outbox; a chatd killed with SIGKILL mid-traffic
+ * loses nothing the clients see.
+ */
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check_run.h"
+#include "client/tc.h"
+#include "integration/harness.h"
+
+static th_server srv;
+static char dir[256];
+
+static const char *cache_file(const char *name)
+{
+    return th_fmt("%s/%s.db", dir, name);
+}
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/chat-client-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    th_start(&srv, NULL);
+}
+
+static void teardown(void)
+{
+    th_stop(&srv, SIGTERM);
+    th_cleanup(&srv);
+    ck_assert_int_eq(system(th_fmt("rm -rf %s", dir)), 0);
+}
+
+static void dm_between(tc *a, tc *b, const char *b_id, char conv[37])
+{
+    tc_done d = {0};
+    int64_t id = chat_client_dm(a->c, b_id, tc_on_done, &d);
+    ck_assert_int_gt(id, 0);
+    ck_assert_int_eq(chat_client_wait(a->c, id, 10000), CHAT_OK);
+    ck_assert_int_eq(d.calls, 1);
+    snprintf(conv, 37, "%s", d.id);
+    (void)b;
+}
+
+static size_t server_count(const th_user *u, const char *conv)
+{
+    th_resp r = th_req(&srv, "GET",
+                       th_fmt("/api/messages/conversations/%s/messages?"
+                              "after_seq=0&limit=200",
+                              conv),
+                       u->token, NULL, NULL);
+    size_t n;
+    ck_assert_int_eq(r.status, 200);
+    n = (size_t)cJSON_GetArraySize(
+        cJSON_GetObjectItemCaseSensitive(r.json, "messages"));
+    th_resp_free(&r);
+    return n;
+}
+
+START_TEST(two_users_live)
+{
+    th_user ua, ub;
+    tc *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    tc *all[2] = {a, b};
+    char conv[37], cmid[37];
+    chat_client_conversation_list list;
+    chat_client_message_list hist;
+    struct stat st;
+
+    th_user_new(&srv, "alice", &ua);
+    th_user_new(&srv, "bobby", &ub);
+    tc_open(a, srv.base, cache_file("alice"));
+    tc_open(b, srv.base, cache_file("bobby"));
+    ck_assert_ptr_null(chat_client_user_id(a->c));
+    tc_login(a, "alice");
+    tc_login(b, "bobby");
+    ck_assert_str_eq(chat_client_user_id(a->c), ua.id);
+    /* the cache holds tokens: owner-only */
+    ck_assert_int_eq(stat(cache_file("alice"), &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    TC_UNTIL(all, 2, 10000, a->synced && b->synced);
+
+    dm_between(a, b, ub.id, conv);
+    for (int i = 1; i <= 3; i++)
+        ck_assert_int_eq(chat_client_send(a->c, conv, th_fmt("hello %d", i),
+                                          i == 1 ? cmid : NULL),
+                         CHAT_OK);
+    /* pending at once, in the cache */
+    ck_assert_int_eq(chat_client_history(a->c, conv, 0, 50, &hist), CHAT_OK);
+    ck_assert_uint_ge(hist.count, 1);
+    chat_client_message_list_free(&hist);
+
+    TC_UNTIL(all, 2, 10000, a->n == 3 && b->n == 3);
+    ck_assert_int_eq(a->order_errors + b->order_errors, 0);
+    ck_assert_str_eq(b->msgs[0].text, "hello 1");
+    ck_assert_str_eq(b->msgs[2].text, "hello 3");
+    ck_assert_str_eq(a->msgs[0].cmid, cmid);
+
+    /* bob: one conversation, three unread; reading clears it */
+    ck_assert_int_eq(chat_client_conversations(b->c, &list), CHAT_OK);
+    ck_assert_uint_eq(list.count, 1);
+    ck_assert_int_eq(list.items[0].unread, 3);
+    ck_assert_str_eq(list.items[0].title, "alice");
+    ck_assert_int_eq(list.items[0].has_last_message, 1);
+    ck_assert_str_eq(list.items[0].last_message.text, "hello 3");
+    chat_client_conversation_list_free(&list);
+    int64_t rid = chat_client_mark_read(b->c, conv, 3, NULL, NULL);
+    ck_assert_int_eq(chat_client_wait(b->c, rid, 10000), CHAT_OK);
+    ck_assert_int_eq(chat_client_conversations(b->c, &list), CHAT_OK);
+    ck_assert_int_eq(list.items[0].unread, 0);
+    chat_client_conversation_list_free(&list);
+    TC_UNTIL(all, 2, 10000, a->reads >= 1);
+
+    /* history and search from the cache, no network needed */
+    ck_assert_int_eq(chat_client_history(b->c, conv, 0, 2, &hist), CHAT_OK);
+    ck_assert_uint_eq(hist.count, 2);
+    ck_assert_int_eq(hist.items[0].seq, 2);
+    ck_assert_int_eq(hist.items[1].seq, 3);
+    chat_client_message_list_free(&hist);
+    ck_assert_int_eq(chat_client_search(b->c, "hello", NULL, 10, &hist),
+                     CHAT_OK);
+    ck_assert_uint_eq(hist.count, 3);
+    chat_client_message_list_free(&hist);
+    ck_assert_int_eq(chat_client_search(b->c, "\"unbalanced", NULL, 10, &hist),
+                     CHAT_EINVAL);
+
+    /* typing reaches the other member */
+    ck_assert_int_eq(chat_client_typing(a->c, conv, 1), CHAT_OK);
+    TC_UNTIL(all, 2, 10000, b->typing >= 1);
+
+    ck_assert_int_eq(server_count(&ua, conv), 3);
+    tc_close(a);
+    tc_close(b);
+    free(a);
+    free(b);
+}
+END_TEST
+
+START_TEST(long_message_full_text)
+{
+    th_user ua, ub;
+    tc *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    tc *all[2] = {a, b};
+    char conv[37], big[1001];
+    chat_client_message_list hist;
+    tc_done d = {0};
+
+    th_user_new(&srv, "carol", &ua);
+    th_user_new(&srv, "dave1", &ub);
+    tc_open(a, srv.base, NULL);
+    tc_open(b, srv.base, NULL);
+    tc_login(a, "carol");
+    tc_login(b, "dave1");
+    dm_between(a, b, ub.id, conv);
+    memset(big, 'x', 1000);
+    big[1000] = '\0';
+    ck_assert_int_eq(chat_client_send(a->c, conv, big, NULL), CHAT_OK);
+    TC_UNTIL(all, 2, 10000, b->n == 1);
+    /* bob got the preview */
+    ck_assert_int_eq(chat_client_history(b->c, conv, 0, 10, &hist), CHAT_OK);
+    ck_assert_uint_eq(hist.count, 1);
+    ck_assert_int_eq(hist.items[0].has_more, 1);
+    ck_assert_uint_eq(strlen(hist.items[0].text), 200);
+    int64_t id = chat_client_fetch_content(b->c, conv, hist.items[0].message_id,
+                                           tc_on_done, &d);
+    chat_client_message_list_free(&hist);
+    ck_assert_int_eq(chat_client_wait(b->c, id, 10000), CHAT_OK);
+    ck_assert_int_eq(chat_client_history(b->c, conv, 0, 10, &hist), CHAT_OK);
+    ck_assert_int_eq(hist.items[0].has_more, 0);
+    ck_assert_uint_eq(strlen(hist.items[0].text), 1000);
+    chat_client_message_list_free(&hist);
+    /* bad input is refused before it reaches the outbox */
+    ck_assert_int_eq(chat_client_send(a->c, conv, "", NULL), CHAT_EINVAL);
+    ck_assert_int_eq(chat_client_send(a->c, conv, "\xff\xfe", NULL),
+                     CHAT_EINVAL);
+    ck_assert_int_eq(chat_client_send(a->c,
+                                      "00000000-0000-4000-8000-000000000000",
+                                      "x", NULL),
+                     CHAT_ENOTFOUND);
+    tc_close(a);
+    tc_close(b);
+    free(a);
+    free(b);
+}
+END_TEST
+
+START_TEST(two_devices_and_groups)
+{
+    th_user ua, ub, uc;
+    tc *a1 = calloc(1, sizeof *a1), *a2 = calloc(1, sizeof *a2);
+    tc *b = calloc(1, sizeof *b);
+    tc *all[3] = {a1, a2, b};
+    const char *members[1];
+    tc_done d = {0};
+    chat_client_conversation *conv;
+
+    th_user_new(&srv, "erin1", &ua);
+    th_user_new(&srv, "frank", &ub);
+    th_user_new(&srv, "grace", &uc);
+    tc_open(a1, srv.base, cache_file("erin-phone"));
+    tc_open(a2, srv.base, cache_file("erin-laptop"));
+    tc_open(b, srv.base, cache_file("frank"));
+    tc_login(a1, "erin1");
+    tc_login(a2, "erin1");
+    tc_login(b, "frank");
+    TC_UNTIL(all, 3, 10000, a1->synced && a2->synced && b->synced);
+    members[0] = ub.id;
+    int64_t id =
+        chat_client_group_create(a1->c, "Team", members, 1, tc_on_done, &d);
+    ck_assert_int_eq(chat_client_wait(a1->c, id, 10000), CHAT_OK);
+    /* the other device and the member learn it live */
+    TC_UNTIL(all, 3, 10000, a2->conv_events >= 1 && b->conv_events >= 1);
+    ck_assert_int_eq(chat_client_conversation_get(b->c, d.id, &conv), CHAT_OK);
+    ck_assert_str_eq(conv->title, "Team");
+    ck_assert_uint_eq(conv->member_count_cached, 2);
+    chat_client_conversation_free(conv);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(chat_client_send(b->c, d.id, th_fmt("m%d", i), NULL),
+                         CHAT_OK);
+    ck_assert_int_eq(chat_client_send(a2->c, d.id, "from laptop", NULL),
+                     CHAT_OK);
+    TC_UNTIL(all, 3, 15000, a1->n == 6 && a2->n == 6 && b->n == 6);
+    ck_assert_int_eq(a1->order_errors + a2->order_errors + b->order_errors, 0);
+    /* invite grace, then remove frank: frank's cache drops the group */
+    tc_done inv = {0};
+    id = chat_client_invite(a1->c, d.id, uc.id, tc_on_done, &inv);
+    ck_assert_int_eq(chat_client_wait(a1->c, id, 10000), CHAT_OK);
+    id = chat_client_remove(a1->c, d.id, ub.id, NULL, NULL);
+    ck_assert_int_eq(chat_client_wait(a1->c, id, 10000), CHAT_OK);
+    TC_UNTIL(all, 3, 10000,
+             chat_client_conversation_get(b->c, d.id, &conv) == CHAT_ENOTFOUND);
+    tc_done s = {0};
+    id = chat_client_users_search(b->c, "gra", 10, tc_on_done, &s);
+    ck_assert_int_eq(chat_client_wait(b->c, id, 10000), CHAT_OK);
+    ck_assert_uint_eq(s.users, 1);
+    tc_close(a1);
+    tc_close(a2);
+    tc_close(b);
+    free(a1);
+    free(a2);
+    free(b);
+}
+END_TEST
+
+START_TEST(offline_outbox_and_restart)
+{
+    th_user ua, ub;
+    tc *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    tc *all[2] = {a, b};
+    char conv[37];
+    chat_client_message_list hist;
+
+    th_user_new(&srv, "heidi", &ua);
+    th_user_new(&srv, "ivan1", &ub);
+    tc_open(a, srv.base, cache_file("heidi"));
+    tc_open(b, srv.base, cache_file("ivan"));
+    tc_login(a, "heidi");
+    tc_login(b, "ivan1");
+    dm_between(a, b, ub.id, conv);
+    ck_assert_int_eq(chat_client_send(a->c, conv, "before", NULL), CHAT_OK);
+    TC_UNTIL(all, 2, 10000, a->n == 1 && b->n == 1);
+
+    /* the server goes away; sends queue up, visible as pending */
+    th_stop(&srv, SIGKILL);
+    TC_UNTIL(all, 2, 10000, a->disconnected && b->disconnected);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(
+            chat_client_send(a->c, conv, th_fmt("offline %d", i), NULL),
+            CHAT_OK);
+    tc_pump(all, 2, 300);
+    ck_assert_int_eq(chat_client_history(a->c, conv, 0, 50, &hist), CHAT_OK);
+    ck_assert_uint_eq(hist.count, 6);
+    ck_assert_int_eq(hist.items[5].state, CHAT_MSG_PENDING);
+    ck_assert_int_eq(hist.items[5].seq, 0);
+    chat_client_message_list_free(&hist);
+
+    /* the client process "restarts" while offline: outbox and session
+     * come back from the cache */
+    tc_close(a);
+    tc_open(a, srv.base, cache_file("heidi"));
+    ck_assert_str_eq(chat_client_user_id(a->c), ua.id);
+    ck_assert_int_eq(chat_client_history(a->c, conv, 0, 50, &hist), CHAT_OK);
+    ck_assert_uint_eq(hist.count, 6);
+    chat_client_message_list_free(&hist);
+
+    th_restart_after_crash(&srv);
+    /* a fresh recorder sees the 5 new ones (the first was delivered before
+     * the restart and is not repeated) */
+    TC_UNTIL(all, 2, 30000, a->n == 5 && b->n == 6);
+    ck_assert_int_eq(a->msgs[0].seq, 2);
+    ck_assert_int_eq(b->order_errors, 0);
+    ck_assert_str_eq(b->msgs[5].text, "offline 4");
+    ck_assert_int_eq(server_count(&ua, conv), 6);
+    ck_assert_int_eq(chat_client_history(a->c, conv, 0, 50, &hist), CHAT_OK);
+    ck_assert_uint_eq(hist.count, 6);
+    ck_assert_int_eq(hist.items[5].state, CHAT_MSG_SENT);
+    chat_client_message_list_free(&hist);
+    tc_close(a);
+    tc_close(b);
+    free(a);
+    free(b);
+}
+END_TEST
+
+START_TEST(server_killed_mid_traffic)
+{
+    th_user ua, ub;
+    tc *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    tc *all[2] = {a, b};
+    char conv[37];
+    const int total = 300;
+
+    th_user_new(&srv, "judy1", &ua);
+    th_user_new(&srv, "kevin", &ub);
+    tc_open(a, srv.base, cache_file("judy"));
+    tc_open(b, srv.base, cache_file("kevin"));
+    tc_login(a, "judy1");
+    tc_login(b, "kevin");
+    dm_between(a, b, ub.id, conv);
+    for (int i = 0; i < total; i++) {
+        ck_assert_int_eq(chat_client_send(a->c, conv, th_fmt("n%d", i), NULL),
+                         CHAT_OK);
+        if (i == total / 3) {
+            tc_pump(all, 2, 50);
+            th_stop(&srv, SIGKILL);
+        }
+        if (i == total / 2)
+            th_restart_after_crash(&srv);
+        if (i % 20 == 0)
+            tc_pump(all, 2, 5);
+    }
+    TC_UNTIL(all, 2, 60000, a->n == (size_t)total && b->n == (size_t)total);
+    ck_assert_int_eq(a->order_errors + b->order_errors, 0);
+    for (int i = 0; i < total; i++)
+        ck_assert_str_eq(b->msgs[i].text, th_fmt("n%d", i));
+    tc_close(a);
+    tc_close(b);
+    free(a);
+    free(b);
+}
+END_TEST
+
+START_TEST(session_revoked)
+{
+    th_user ua;
+    tc *a = calloc(1, sizeof *a);
+    tc *all[1] = {a};
+    th_user_new(&srv, "louis", &ua);
+    tc_open(a, srv.base, cache_file("louis"));
+    tc_login(a, "louis");
+    TC_UNTIL(all, 1, 10000, a->synced);
+    /* logging out forgets the tokens; a new client has no session */
+    int64_t id = chat_client_logout(a->c, NULL, NULL);
+    ck_assert_int_gt(id, 0);
+    ck_assert_int_eq(chat_client_wait(a->c, id, 10000), CHAT_OK);
+    ck_assert_ptr_null(chat_client_user_id(a->c));
+    tc_close(a);
+    tc_open(a, srv.base, cache_file("louis"));
+    ck_assert_ptr_null(chat_client_user_id(a->c));
+    /* wrong password */
+    id = chat_client_login(a->c, "louis", "wrong-password", NULL, NULL);
+    ck_assert_int_eq(chat_client_wait(a->c, id, 10000), CHAT_EAUTH);
+    tc_close(a);
+    free(a);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("client");
+    TCase *tcase = tcase_create("against chatd");
+    tcase_add_checked_fixture(tcase, setup, teardown);
+    tcase_set_timeout(tcase, 120);
+    tcase_add_test(tcase, two_users_live);
+    tcase_add_test(tcase, long_message_full_text);
+    tcase_add_test(tcase, two_devices_and_groups);
+    tcase_add_test(tcase, offline_outbox_and_restart);
+    tcase_add_test(tcase, server_killed_mid_traffic);
+    tcase_add_test(tcase, session_revoked);
+    suite_add_tcase(s, tcase);
+    return chat_test_run(s);
+}
