@@ -133,7 +133,9 @@ typedef enum chat_client_event_type {
     CHAT_CLIENT_EVENT_PRESENCE = 6,
     /** The live connection is up (it may still be catching up). */
     CHAT_CLIENT_EVENT_CONNECTED = 7,
-    /** The live connection is down; the client reconnects by itself. */
+    /** The live connection was lost (flag 1) or an attempt to connect
+     *  failed (flag 0); action says why. The client retries by itself,
+     *  with exponential backoff and jitter (up to 30 s apart). */
     CHAT_CLIENT_EVENT_DISCONNECTED = 8,
     /** Catch-up after a (re)connect finished: the cache holds every
      *  conversation and every message up to what the server had. */
@@ -186,6 +188,8 @@ typedef void (*chat_client_done_fn)(chat_client *c, const chat_client_result *r,
                                     void *userdata);
 
 #define CHAT_CLIENT_OPTS_VERSION 1
+/** chat_client_opts.history_depth: skip the past of new conversations. */
+#define CHAT_CLIENT_HISTORY_NONE (-1)
 
 typedef struct chat_client_opts {
     unsigned version; /**< CHAT_CLIENT_OPTS_VERSION */
@@ -201,8 +205,9 @@ typedef struct chat_client_opts {
     const char *ca_file;           /**< PEM bundle for https, NULL = system */
     int32_t tls_insecure;          /**< 1: skip certificate checks (tests) */
     /** How far back a conversation seen for the first time is synced:
-     *  0 = all of it; N = its last N messages (older ones on demand with
-     *  chat_client_fetch_history(), without CHAT_CLIENT_EVENT_MESSAGE). */
+     *  0 = all of it; N = its last N messages; CHAT_CLIENT_HISTORY_NONE =
+     *  only what arrives from now on. Older messages come on demand with
+     *  chat_client_fetch_history(), without CHAT_CLIENT_EVENT_MESSAGE. */
     int64_t history_depth;
     /** 1: do not open the live connection (REST only; tests, scripts). */
     int32_t no_realtime;
@@ -260,8 +265,9 @@ CHAT_API void chat_client_wakeup(chat_client *c);
 /** Run the loop until chat_client_stop(). @return CHAT_OK. */
 CHAT_API int chat_client_run(chat_client *c);
 
-/** Make chat_client_run() return (after the current round). Any thread;
- *  also from a callback. */
+/** Make chat_client_run() return (after the current round). Any thread,
+ *  a signal handler (it only writes an eventfd), or a callback. A stop
+ *  before chat_client_run() makes that run return at once. */
 CHAT_API void chat_client_stop(chat_client *c);
 
 /**
@@ -313,6 +319,11 @@ CHAT_API int64_t chat_client_users_search(chat_client *c, const char *query,
 /** One user by id (r->users[0]). */
 CHAT_API int64_t chat_client_user_get(chat_client *c, const char *user_id,
                                       chat_client_done_fn done, void *ud);
+
+/** A user the cache has seen (a member, a search result, you), without
+ *  the network. @return CHAT_OK or CHAT_ENOTFOUND. */
+CHAT_API int chat_client_user_cached(chat_client *c, const char *user_id,
+                                     chat_client_user *out);
 
 /* ---- conversations ------------------------------------------------------ */
 

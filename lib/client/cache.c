@@ -297,6 +297,29 @@ int chat__cache_user_put(chat__cache *c, const char *id, const char *username,
     return step_done(c, st);
 }
 
+int chat__cache_user_get(chat__cache *c, const char *id, chat_client_user *out)
+{
+    sqlite3_stmt *st;
+    int rc =
+        prepare(c, "SELECT id, username, email FROM users WHERE id=?", &st);
+    if (rc)
+        return rc;
+    bind_text(st, 1, id);
+    memset(out, 0, sizeof *out);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        chat__strlcpy(out->id, (const char *)sqlite3_column_text(st, 0),
+                      sizeof out->id);
+        chat__strlcpy(out->username, (const char *)sqlite3_column_text(st, 1),
+                      sizeof out->username);
+        chat__strlcpy(out->email, (const char *)sqlite3_column_text(st, 2),
+                      sizeof out->email);
+    } else {
+        rc = chat__error(CHAT_ENOTFOUND, "user not in the cache");
+    }
+    release(c, st);
+    return rc;
+}
+
 /* ---- JSON field helpers --------------------------------------------- */
 
 static const char *jstr(const cJSON *o, const char *key)
@@ -378,7 +401,9 @@ int chat__cache_conv_put(chat__cache *c, const cJSON *conv, int64_t depth,
     if (rc != CHAT_OK && rc != CHAT_ENOTFOUND)
         return rc;
     *is_new = rc == CHAT_ENOTFOUND;
-    if (*is_new && depth > 0 && last > depth)
+    if (*is_new && depth < 0)
+        base = last; /* CHAT_CLIENT_HISTORY_NONE: from now on */
+    else if (*is_new && depth > 0 && last > depth)
         base = last - depth;
     rc = prepare(
         c,
@@ -577,6 +602,22 @@ int chat__cache_msg_put(chat__cache *c, const cJSON *msg, const char *full_text)
     bind_text(st, 8, cmid);
     if ((rc = step_done(c, st)) != CHAT_OK)
         return rc;
+    /* Our own message, however it came (live copy, catch-up or the send's
+     * answer): its outbox row goes in the same transaction, so the cache
+     * never shows a message both stored and pending. */
+    if (cmid && cmid[0]) {
+        if ((rc = prepare(c,
+                          "DELETE FROM outbox WHERE client_msg_id=?1 AND "
+                          "conversation_id=?2 AND ?3=(SELECT value FROM meta "
+                          "WHERE key='user_id')",
+                          &st)) != CHAT_OK)
+            return rc;
+        bind_text(st, 1, cmid);
+        bind_text(st, 2, conv);
+        bind_text(st, 3, sender);
+        if ((rc = step_done(c, st)) != CHAT_OK)
+            return rc;
+    }
     return chat__cache_conv_server_seq(c, conv, seq);
 }
 

@@ -59,6 +59,7 @@ int chat__cache_wipe(chat__cache *c);
 
 int chat__cache_user_put(chat__cache *c, const char *id, const char *username,
                          const char *email);
+int chat__cache_user_get(chat__cache *c, const char *id, chat_client_user *out);
 
 /* Upsert a conversation from the server's JSON (list or single form, with
  * or without members); seqs only move forward. A conversation seen for

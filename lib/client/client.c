@@ -237,9 +237,11 @@ static int client_alloc(chat_client **out, const chat_client_opts *o)
     chat_client *c;
     int rc;
     CHAT_ASSERT_ARG(out && o && o->version == CHAT_CLIENT_OPTS_VERSION);
-    CHAT_ASSERT_ARG(o->base_url && (strncmp(o->base_url, "http://", 7) == 0 ||
-                                    strncmp(o->base_url, "https://", 8) == 0));
-    CHAT_ASSERT_ARG(o->history_depth >= 0);
+    if (!o->base_url || (strncmp(o->base_url, "http://", 7) != 0 &&
+                         strncmp(o->base_url, "https://", 8) != 0))
+        return chat__error(CHAT_EINVAL, "base_url must start with http:// "
+                                        "or https://");
+    CHAT_ASSERT_ARG(o->history_depth >= CHAT_CLIENT_HISTORY_NONE);
     if (!(c = chat__calloc(1, sizeof *c)))
         return CHAT_ENOMEM;
     c->efd = -1;
@@ -485,8 +487,10 @@ static void req_finish(chat_client *c, creq *r, chat_client_result *res)
     c->done_ring[c->done_pos % CLIENT_DONE_RING].id = r->id;
     c->done_ring[c->done_pos % CLIENT_DONE_RING].code = res->code;
     c->done_pos++;
-    if (r->done)
+    if (r->done) {
+        c->callbacks++;
         r->done(c, res, r->ud);
+    }
     req_free(r);
 }
 
@@ -753,6 +757,7 @@ void chat__client_emit(chat_client *c, const chat_client_event *ev)
         e.action = "";
     if (!e.error_code)
         e.error_code = "";
+    c->callbacks++;
     c->opts.on_event(c, &e, c->opts.userdata);
 }
 
@@ -795,10 +800,11 @@ int chat_client_timeout_ms(const chat_client *c)
 int chat_client_process(chat_client *c)
 {
     chat__net_input *in, *list;
-    uint64_t v;
+    uint64_t v, calls;
     int64_t now, due;
     if (!c)
         return CHAT_EINVAL;
+    calls = c->callbacks;
     (void)!read(c->efd, &v, sizeof v);
     pthread_mutex_lock(&c->lock);
     list = c->inbox;
@@ -823,7 +829,8 @@ int chat_client_process(chat_client *c)
     if ((due = refresh_due(c)) && due <= now)
         start_refresh(c);
     chat__sync_timers(c, now);
-    return CHAT_OK;
+    calls = c->callbacks - calls;
+    return calls > INT32_MAX ? INT32_MAX : (int)calls;
 }
 
 static int loop_once(chat_client *c, int max_ms)
@@ -840,12 +847,13 @@ static int loop_once(chat_client *c, int max_ms)
 int chat_client_run(chat_client *c)
 {
     CHAT_ASSERT_ARG(c);
-    c->stop_flag = 0;
+    /* A stop that came before run (a signal during login) still counts. */
     while (!c->stop_flag) {
         int rc = loop_once(c, -1);
         if (rc < 0)
             return rc;
     }
+    c->stop_flag = 0;
     return CHAT_OK;
 }
 
@@ -1048,6 +1056,13 @@ int64_t chat_client_remove(chat_client *c, const char *conversation_id,
         chat__strlcpy(r->arg, user_id, sizeof r->arg);
     }
     return id;
+}
+
+int chat_client_user_cached(chat_client *c, const char *user_id,
+                            chat_client_user *out)
+{
+    CHAT_ASSERT_ARG(c && user_id && out);
+    return chat__cache_user_get(c->cache, user_id, out);
 }
 
 int chat_client_conversations(chat_client *c,

@@ -92,6 +92,7 @@ struct chat_client {
         int code;
     } done_ring[CLIENT_DONE_RING];
     unsigned done_pos;
+    uint64_t callbacks; /* callbacks run, for chat_client_process */
 
     /* sync */
     csync *convs;

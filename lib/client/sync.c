@@ -347,13 +347,15 @@ static void on_send(chat_client *c, creq *r, int code, const cJSON *j)
          * a crash leaves either the pending send (resent, deduplicated by
          * the server) or the message, never both, never neither. */
         if (chat__cache_outbox_get(c->cache, r->arg, &it) != CHAT_OK) {
-            chat__outbox_kick(c); /* discarded meanwhile */
+            /* The live copy got here first (and took the row), or the
+             * send was discarded meanwhile. */
+            c->outbox_backoff_ms = 250;
+            chat__outbox_kick(c);
             return;
         }
         if (chat__cache_begin(c->cache) == CHAT_OK) {
+            /* stores the full text and drops the outbox row */
             int rc = chat__cache_msg_put(c->cache, j, it.content);
-            if (rc == CHAT_OK)
-                rc = chat__cache_outbox_done(c->cache, r->arg);
             if (rc == CHAT_OK) {
                 rc = chat__cache_advance(c->cache, r->conv, &synced);
                 if (rc == CHAT_ENOTFOUND)
@@ -606,10 +608,12 @@ void chat__sync_ws(chat_client *c, chat__net_input *in)
         chat__outbox_kick(c);
         return;
     case CHAT__NET_WS_DOWN:
-        if (!c->online)
-            return;
-        c->online = 0;
+        /* Also a failed attempt (flag 0), so a tool can tell "cannot
+         * reach the server" from "still connecting". */
         ev.type = CHAT_CLIENT_EVENT_DISCONNECTED;
+        ev.flag = c->online;
+        ev.action = in->name;
+        c->online = 0;
         chat__client_emit(c, &ev);
         return;
     case CHAT__NET_WS_EVENT:

@@ -187,6 +187,15 @@ START_TEST(long_message_full_text)
 }
 END_TEST
 
+static int in_cache(tc *t, const char *conv)
+{
+    chat_client_conversation *v;
+    if (chat_client_conversation_get(t->c, conv, &v) != CHAT_OK)
+        return 0;
+    chat_client_conversation_free(v);
+    return 1;
+}
+
 START_TEST(two_devices_and_groups)
 {
     th_user ua, ub, uc;
@@ -230,8 +239,7 @@ START_TEST(two_devices_and_groups)
     ck_assert_int_eq(chat_client_wait(a1->c, id, 10000), CHAT_OK);
     id = chat_client_remove(a1->c, d.id, ub.id, NULL, NULL);
     ck_assert_int_eq(chat_client_wait(a1->c, id, 10000), CHAT_OK);
-    TC_UNTIL(all, 3, 10000,
-             chat_client_conversation_get(b->c, d.id, &conv) == CHAT_ENOTFOUND);
+    TC_UNTIL(all, 3, 10000, !in_cache(b, d.id));
     tc_done s = {0};
     id = chat_client_users_search(b->c, "gra", 10, tc_on_done, &s);
     ck_assert_int_eq(chat_client_wait(b->c, id, 10000), CHAT_OK);

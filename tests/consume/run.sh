@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install libchat into a temporary prefix, then build a tiny program
-# against it twice: with pkg-config and with find_package(chat).
+# against it twice: with pkg-config and with find_package(chat); and the
+# example clients (examples/) as a user would, with pkg-config alone.
 # usage: run.sh BUILD_DIR SOURCE_DIR
 set -eu
 build=$1 src=$2
@@ -23,4 +24,13 @@ cp "$src/CMakeLists.txt.in" "$tmp/proj/CMakeLists.txt"
 cmake -S "$tmp/proj" -B "$tmp/proj/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/proj/build" >/dev/null
 "$tmp/proj/build/hello"
-echo "consumed through pkg-config and find_package"
+
+# the examples: one file each, nothing but the installed headers and -lchat
+for p in chat-cli echo-bot; do
+    cc -std=c11 -Wall -Wextra -Werror -o "$tmp/$p" \
+        "$src/../../examples/$p/$p.c" \
+        $(pkg-config --define-variable=prefix="$tmp/prefix" --cflags --libs chat)
+done
+"$tmp/chat-cli" --help | grep -q "^Usage: chat-cli"
+"$tmp/chat-cli" --version | grep -q "$(pkg-config --modversion chat)"
+echo "consumed through pkg-config and find_package; examples built"
