@@ -58,6 +58,12 @@ static int split_publish(chat_bus *b, const chat_event *ev)
     return chat_bus_publish(s->kafka, ev);
 }
 
+static int split_publish_to(chat_bus *b, const char *gateway,
+                            const chat_event *ev)
+{
+    return chat_bus_publish_to(((split_bus *)b)->redis, gateway, ev);
+}
+
 static int split_subscribe(chat_bus *b, chat_event_fn fn, void *userdata)
 {
     return chat_bus_subscribe(((split_bus *)b)->redis, fn, userdata);
@@ -73,18 +79,26 @@ static void split_free(chat_bus *b)
 }
 
 static const chat_bus_ops g_split_ops = {"kafka+redis", split_publish,
-                                         split_subscribe, split_free};
+                                         split_subscribe, split_free,
+                                         split_publish_to};
 
-/* The fanout-worker's job: every record from Kafka onto Redis. It returns
- * only once the event is handed on (or the worker stops), so the record's
+/* The fanout-worker's job: every record from Kafka to the channels of the
+ * gateways where its recipients are (chat_fanout_route). It returns only
+ * once the event is handed on (or the worker stops), so the record's
  * offset is committed only after routing. */
+typedef struct router {
+    chat_store *store;
+    chat_presence *presence;
+    chat_bus *out;
+} router;
+
 static void route(const chat_event *ev, void *ud)
 {
-    chat_bus *out = ud;
+    router *r = ud;
     unsigned ms = 50;
     int stopping;
 
-    while (chat_bus_publish(out, ev) != CHAT_OK) {
+    while (chat_fanout_route(r->store, r->presence, r->out, ev) != CHAT_OK) {
         chatd_log(CHAT_LOG_WARN, "event=route_retry msg=\"%s\"",
                   chat_error_last()->message);
         pthread_mutex_lock(&g_lock);
@@ -124,6 +138,7 @@ static void usage(const service_def *d)
         "Environment:\n"
         "  JWT_SECRET          required, >= 32 bytes, the same in every"
         " service\n"
+        "                      (not used by the fanout-worker)\n"
         "  DATABASE_URL        PostgreSQL (or POSTGRES_HOST, POSTGRES_PORT,\n"
         "                      POSTGRES_USER, POSTGRES_PASSWORD,"
         " POSTGRES_DB)\n",
@@ -133,6 +148,21 @@ static void usage(const service_def *d)
             "  DYNAMODB_ENDPOINT   messages on DynamoDB (with AWS_REGION,\n"
             "                      AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\n"
             "                      DYNAMODB_TABLE); unset: on PostgreSQL\n");
+    if (d->services & CHAT_SERVICE_REALTIME)
+        printf("  GATEWAY_ID          this gateway's id in the presence"
+               " registry (a UUID;\n"
+               "                      default: a new one per start)\n");
+    if (d->services & CHAT_SERVICE_REALTIME || d->fanout)
+        printf("  CHAT_PRESENCE_TTL_MS presence entries live this long,"
+               " renewed every\n"
+               "                      third of it (30000)\n");
+    if (d->fanout)
+        printf(
+            "  REDIS_URL           required: the presence registry and the\n"
+            "                      gateways' channels\n"
+            "  KAFKA_BROKERS       required (KAFKA_GROUP_ID: fanout-worker;\n"
+            "                      KAFKA_TOPIC_MESSAGES, "
+            "KAFKA_TOPIC_EVENTS)\n");
     if (d->needs_bus)
         printf(
             "  REDIS_URL           required: events between services\n"
@@ -153,8 +183,10 @@ static void usage(const service_def *d)
 static const char fanout_secret[] =
     "fanout-worker-serves-no-authenticated-route";
 
-/* The bus of a service: Redis, with Kafka in front when configured. */
-static int open_bus(const char *redis, const char *kafka, chat_bus **out)
+/* The bus of a service: Redis, with Kafka in front when configured; a
+ * gateway's also listens on its own channel. */
+static int open_bus(const char *redis, const char *kafka, const char *gateway,
+                    chat_bus **out)
 {
     chat_redis_opts ro;
     chat_kafka_opts ko;
@@ -164,6 +196,7 @@ static int open_bus(const char *redis, const char *kafka, chat_bus **out)
 
     chat_redis_opts_init(&ro);
     ro.url = redis;
+    ro.gateway_id = gateway;
     if ((rc = chat_bus_redis_new(&r, &ro)) != CHAT_OK) {
         chatd_log(CHAT_LOG_ERROR, "event=start_failed backend=redis msg=\"%s\"",
                   chat_error_last()->message);
@@ -192,10 +225,31 @@ static int open_bus(const char *redis, const char *kafka, chat_bus **out)
     return CHAT_OK;
 }
 
+/* The presence registry: a gateway records its users under its id, the
+ * fanout-worker (gateway NULL) only looks them up. */
+static int open_presence(const char *redis, const char *gateway,
+                         chat_presence **out)
+{
+    chat_presence_redis_opts o;
+    const char *ttl = getenv("CHAT_PRESENCE_TTL_MS");
+    int rc;
+
+    chat_presence_redis_opts_init(&o);
+    o.url = redis;
+    o.gateway_id = gateway;
+    o.ttl_ms = ttl && *ttl ? atoi(ttl) : 0;
+    if ((rc = chat_presence_redis_new(out, &o)) != CHAT_OK)
+        chatd_log(CHAT_LOG_ERROR,
+                  "event=start_failed backend=redis what=presence msg=\"%s\"",
+                  chat_error_last()->message);
+    return rc;
+}
+
 /* The fanout-worker's two buses: records consumed from Kafka in a
- * consumer group (KAFKA_GROUP_ID, default fanout-worker) go to Redis. */
-static int fanout_start(const char *redis, const char *kafka,
-                        chat_bus **redis_out, chat_bus **kafka_in)
+ * consumer group (KAFKA_GROUP_ID, default fanout-worker) are routed to
+ * the gateways' channels on Redis. */
+static int fanout_start(const char *redis, const char *kafka, router *r,
+                        chat_bus **kafka_in)
 {
     const char *group = getenv("KAFKA_GROUP_ID");
     chat_redis_opts ro;
@@ -205,9 +259,11 @@ static int fanout_start(const char *redis, const char *kafka,
     chat_redis_opts_init(&ro);
     ro.url = redis;
     kafka_opts(&ko, kafka, group && *group ? group : "fanout-worker");
-    if ((rc = chat_bus_redis_new(redis_out, &ro)) != CHAT_OK ||
+    if ((rc = open_presence(redis, NULL, &r->presence)) != CHAT_OK)
+        return rc;
+    if ((rc = chat_bus_redis_new(&r->out, &ro)) != CHAT_OK ||
         (rc = chat_bus_kafka_new(kafka_in, &ko)) != CHAT_OK ||
-        (rc = chat_bus_subscribe(*kafka_in, route, *redis_out)) != CHAT_OK) {
+        (rc = chat_bus_subscribe(*kafka_in, route, r)) != CHAT_OK) {
         chatd_log(CHAT_LOG_ERROR, "event=start_failed msg=\"%s\"",
                   chat_error_last()->message);
         return rc;
@@ -221,9 +277,11 @@ int service_main(const service_def *d, int argc, char **argv)
     chat_pg_opts po;
     chat_store *store = NULL;
     chat_log *log = NULL;
-    chat_bus *bus = NULL, *in = NULL, *out = NULL;
+    chat_bus *bus = NULL, *in = NULL;
+    chat_presence *presence = NULL;
+    router fan = {NULL, NULL, NULL};
     chat_server *srv = NULL;
-    char conninfo[2048], def_listen[32], host[256];
+    char conninfo[2048], def_listen[32], host[256], gateway[CHAT_ID_LEN + 1];
     const char *listen, *secret, *redis, *dynamo, *kafka, *w;
     int port, workers, rc, status = 1;
     char *end;
@@ -271,8 +329,7 @@ int service_main(const service_def *d, int argc, char **argv)
                 d->name, CHAT_JWT_SECRET_MIN);
         return 2;
     }
-    if (!d->fanout &&
-        chat_pg_conninfo_from_env(conninfo, sizeof conninfo) != CHAT_OK) {
+    if (chat_pg_conninfo_from_env(conninfo, sizeof conninfo) != CHAT_OK) {
         fprintf(stderr, "%s: set DATABASE_URL or POSTGRES_* (%s)\n", d->name,
                 chat_error_last()->message);
         return 2;
@@ -290,17 +347,27 @@ int service_main(const service_def *d, int argc, char **argv)
         return 2;
     }
     dynamo = getenv("DYNAMODB_ENDPOINT");
+    gateway[0] = '\0';
+    if (d->services & CHAT_SERVICE_REALTIME) {
+        w = getenv("GATEWAY_ID");
+        if (w && *w && !chat_uuid_valid(w)) {
+            fprintf(stderr, "%s: GATEWAY_ID must be a UUID\n", d->name);
+            return 2;
+        }
+        if (w && *w)
+            snprintf(gateway, sizeof gateway, "%s", w);
+        else if (chat_uuid_v7(gateway) != CHAT_OK)
+            return 1;
+    }
+    w = getenv("CHAT_PRESENCE_TTL_MS");
+    if (w && *w && (strtol(w, &end, 10) < 300 || *end)) {
+        fprintf(stderr, "%s: CHAT_PRESENCE_TTL_MS must be >= 300\n", d->name);
+        return 2;
+    }
 
     if (chatd_signals_start(on_signal, NULL) != 0) {
         fprintf(stderr, "%s: cannot set up signal handling\n", d->name);
         return 1;
-    }
-    if (d->fanout) {
-        if ((rc = fanout_start(redis, kafka, &out, &in)) != CHAT_OK) {
-            status = rc == CHAT_EINVAL ? 2 : 1;
-            goto out;
-        }
-        goto serve;
     }
     chat_pg_opts_init(&po);
     po.conninfo = conninfo;
@@ -328,17 +395,31 @@ int service_main(const service_def *d, int argc, char **argv)
         status = rc == CHAT_EINVAL ? 2 : 1;
         goto out;
     }
-    if (d->needs_bus && (rc = open_bus(redis, kafka, &bus)) != CHAT_OK) {
+    if (d->fanout) {
+        fan.store = store;
+        if ((rc = fanout_start(redis, kafka, &fan, &in)) != CHAT_OK) {
+            status = rc == CHAT_EINVAL ? 2 : 1;
+            goto out;
+        }
+    }
+    if (gateway[0] &&
+        (rc = open_presence(redis, gateway, &presence)) != CHAT_OK) {
+        status = rc == CHAT_EINVAL ? 2 : 1;
+        goto out;
+    }
+    if (d->needs_bus &&
+        (rc = open_bus(redis, kafka, gateway[0] ? gateway : NULL, &bus)) !=
+            CHAT_OK) {
         status = rc == CHAT_EINVAL ? 2 : 1;
         goto out;
     }
 
-serve:
     so.listen_host = host;
     so.port = port;
     so.store = store;
     so.log = log;
     so.bus = bus;
+    so.presence = presence;
     so.services = d->services;
     so.workers = workers;
     so.jwt_secret = (const uint8_t *)secret;
@@ -364,8 +445,9 @@ serve:
     }
     publish(srv);
     chatd_log(CHAT_LOG_INFO,
-              "event=listening url=http://%s:%d log=%s bus=%s version=%s", host,
-              chat_server_port(srv),
+              "event=listening url=http://%s:%d log=%s bus=%s gateway=%s"
+              " version=%s",
+              host, chat_server_port(srv),
               !log                ? "none"
               : dynamo && *dynamo ? "dynamodb"
                                   : "postgres",
@@ -373,7 +455,7 @@ serve:
               : !bus    ? "none"
               : kafka   ? "kafka+redis"
                         : "redis",
-              chat_version());
+              gateway[0] ? gateway : "-", chat_version());
     chat_server_run(srv);
     status = 0;
 out:
@@ -381,8 +463,10 @@ out:
     chat_server_free(srv);
     chat_log_free(log);
     chat_bus_free(bus);
-    chat_bus_free(in);  /* stops consuming, commits what was routed */
-    chat_bus_free(out); /* then the Redis side */
+    chat_presence_free(presence); /* this gateway's users leave the registry */
+    chat_bus_free(in);            /* stops consuming, commits what was routed */
+    chat_bus_free(fan.out);       /* then the Redis side */
+    chat_presence_free(fan.presence);
     chat_store_free(store);
     chatd_log(CHAT_LOG_INFO, "event=stopped status=%d", status);
     return status;

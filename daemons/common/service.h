@@ -13,7 +13,7 @@ typedef struct service_def {
     int default_port;    /* PORT when unset */
     int needs_log;       /* opens the message log */
     int needs_bus;       /* publishes or listens to events: REDIS_URL */
-    int fanout;          /* the fanout-worker: Kafka in, Redis out, no store */
+    int fanout;          /* the fanout-worker: Kafka in, routed to Redis */
 } service_def;
 
 /* Parse flags/env, open the backends, serve until SIGTERM/SIGINT.

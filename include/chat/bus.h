@@ -62,6 +62,10 @@ typedef struct chat_bus_ops {
     int (*publish)(chat_bus *b, const chat_event *ev);
     int (*subscribe)(chat_bus *b, chat_event_fn fn, void *userdata);
     void (*free)(chat_bus *b);
+    /** Publish to one gateway's subscribers only; NULL for a backend
+     *  without per-gateway delivery (local, Kafka). */
+    int (*publish_to)(chat_bus *b, const char *gateway_id,
+                      const chat_event *ev);
 } chat_bus_ops;
 
 /** Base of every bus object; backends embed it first. */
@@ -79,9 +83,13 @@ typedef struct chat_redis_opts {
                               redis://127.0.0.1:6379 */
     const char *channel; /**< pub/sub channel; NULL: "chat:events" */
     int timeout_ms;      /**< connect and command timeout; 0 = 2000 */
+    /** Version 2: this handle is a realtime gateway's: besides channel it
+     *  subscribes to its own "<channel>:gw:<gateway_id>", which
+     *  chat_bus_publish_to() addresses. A UUID; NULL: channel only. */
+    const char *gateway_id;
 } chat_redis_opts;
 
-#define CHAT_REDIS_OPTS_VERSION 1
+#define CHAT_REDIS_OPTS_VERSION 2
 
 /** Defaults: everything 0/NULL but the version. */
 CHAT_API void chat_redis_opts_init(chat_redis_opts *o);
@@ -94,7 +102,10 @@ CHAT_API void chat_redis_opts_init(chat_redis_opts *o);
  * published while a subscriber is disconnected are not replayed (it
  * reconnects by itself, with backoff, and logs the gap; clients catch up
  * from the message log). publish returns CHAT_EUNAVAIL when Redis cannot
- * be reached (after one reconnect attempt).
+ * be reached (after one reconnect attempt). chat_bus_publish() reaches
+ * every handle; chat_bus_publish_to() only the gateway handle opened with
+ * that gateway_id (the fanout-worker routes through it, see
+ * chat/presence.h). Options of version 1 are accepted.
  * @return CHAT_OK, CHAT_EINVAL (bad URL), CHAT_EUNAVAIL (cannot connect).
  */
 CHAT_API CHAT_WARN_UNUSED int chat_bus_redis_new(chat_bus **out,
@@ -136,6 +147,13 @@ CHAT_API CHAT_WARN_UNUSED int chat_bus_kafka_new(chat_bus **out,
 /** Publish @p ev to every subscriber. CHAT_OK, or the backend's error
  *  (then the event may not have reached anyone). */
 CHAT_API int chat_bus_publish(chat_bus *b, const chat_event *ev);
+
+/** Publish @p ev to the subscribers of one gateway's handle only
+ *  (chat_redis_opts.gateway_id). CHAT_OK; CHAT_EINVAL if the backend has
+ *  no per-gateway delivery or @p gateway_id is not a UUID; or the
+ *  backend's error. Thread-safe. */
+CHAT_API int chat_bus_publish_to(chat_bus *b, const char *gateway_id,
+                                 const chat_event *ev);
 
 /** Add a subscriber; it stays until the bus is freed. At most 16 on the
  *  local bus (CHAT_ELIMIT beyond). */

@@ -13,6 +13,7 @@
 #include <chat/auth.h>
 #include <chat/store.h>
 #include <chat/bus.h>
+#include <chat/presence.h>
 #include <chat/server.h>
 #include <chat/client.h>
 

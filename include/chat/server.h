@@ -11,6 +11,7 @@
 #define CHAT_SERVER_H
 
 #include <chat/bus.h>
+#include <chat/presence.h>
 #include <chat/common.h>
 #include <chat/store.h>
 
@@ -62,6 +63,11 @@ typedef struct chat_server_opts {
     int rt_max_per_user;     /**< sockets per user: 20 (-1 = no limit) */
     int rt_max_per_ip;       /**< sockets per address: 1000 (-1 = none) */
     const char *rate_events; /**< events per socket: "20/s" */
+    /** A realtime-gateway among several: the registry where it records
+     *  which users have sockets on it (chat/presence.h), and which it asks
+     *  before telling peers that a user went offline; borrowed. NULL: the
+     *  only gateway (chatd). */
+    chat_presence *presence;
 } chat_server_opts;
 
 #define CHAT_SERVER_OPTS_VERSION 1

@@ -29,6 +29,18 @@ int chat_bus_publish(chat_bus *b, const chat_event *ev)
     return b->ops->publish(b, ev);
 }
 
+int chat_bus_publish_to(chat_bus *b, const char *gateway_id,
+                        const chat_event *ev)
+{
+    CHAT_ASSERT_ARG(b && gateway_id && ev && ev->payload &&
+                    chat_event_name(ev->type));
+    if (b->ops->publish_to == NULL)
+        return chat__error(CHAT_EINVAL,
+                           "the %s bus has no per-gateway delivery",
+                           b->ops->name);
+    return b->ops->publish_to(b, gateway_id, ev);
+}
+
 int chat_bus_subscribe(chat_bus *b, chat_event_fn fn, void *userdata)
 {
     CHAT_ASSERT_ARG(b && fn);
@@ -69,7 +81,7 @@ static void local_free(chat_bus *b)
 }
 
 static const chat_bus_ops g_local_ops = {"local", local_publish,
-                                         local_subscribe, local_free};
+                                         local_subscribe, local_free, NULL};
 
 int chat_bus_local_new(chat_bus **out)
 {

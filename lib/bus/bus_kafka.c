@@ -240,7 +240,7 @@ static void kafka_free(chat_bus *base)
 }
 
 static const chat_bus_ops g_kafka_ops = {"kafka", kafka_publish,
-                                         kafka_subscribe, kafka_free};
+                                         kafka_subscribe, kafka_free, NULL};
 
 /* Ask the cluster about our topics (creating them where the brokers
  * auto-create): fails when no broker answers in time. */

@@ -6,7 +6,6 @@
  * reconnected on failure); a thread holds the subscription on a second
  * one and calls the subscribers, reconnecting with backoff when Redis
  * goes away. */
-#include <curl/curl.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -18,16 +17,16 @@
 
 #include <chat/bus.h>
 
+#include "bus/redis_conn.h"
 #include "bus/wire.h"
 #include "core/internal.h"
 
 typedef struct redis_bus {
     chat_bus base;
-    char host[256];
-    int port;
-    char *password;
+    chat__redis_target to;
     char channel[128];
-    struct timeval timeout;
+    /* a gateway's own channel, "<channel>:gw:<id>"; "" if none */
+    char own[128 + 4 + CHAT_ID_LEN + 1];
 
     pthread_mutex_t pub_lock;
     redisContext *pub;
@@ -50,90 +49,14 @@ void chat_redis_opts_init(chat_redis_opts *o)
     }
 }
 
-/* redis://[:password@]host[:port] into b. */
-static int parse_url(redis_bus *b, const char *url)
-{
-    CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL, *port = NULL, *pw = NULL;
-    int rc = CHAT_EINVAL;
-
-    if (u == NULL)
-        return chat__error(CHAT_ENOMEM, "out of memory");
-    if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) ==
-            CURLUE_OK &&
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-        !strcmp(scheme, "redis") &&
-        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-        strlen(host) < sizeof b->host) {
-        /* [::1] -> ::1 */
-        size_t n = strlen(host);
-        if (n > 2 && host[0] == '[' && host[n - 1] == ']')
-            snprintf(b->host, sizeof b->host, "%.*s", (int)n - 2, host + 1);
-        else
-            snprintf(b->host, sizeof b->host, "%s", host);
-        b->port = 6379;
-        rc = CHAT_OK;
-        if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK)
-            b->port = atoi(port);
-        if (curl_url_get(u, CURLUPART_PASSWORD, &pw, CURLU_URLDECODE) ==
-                CURLUE_OK &&
-            *pw && (b->password = chat__strdup(pw)) == NULL)
-            rc = chat__error(CHAT_ENOMEM, "out of memory");
-    }
-    curl_free(scheme);
-    curl_free(host);
-    curl_free(port);
-    curl_free(pw);
-    curl_url_cleanup(u);
-    if (rc == CHAT_EINVAL)
-        chat__error(rc,
-                    "Redis URL \"%s\" is not redis://[:password@]host"
-                    "[:port]",
-                    url);
-    return rc;
-}
-
-/* A connected, authenticated context; NULL and the last error if not. */
-static redisContext *connect_redis(redis_bus *b)
-{
-    redisContext *c = redisConnectWithTimeout(b->host, b->port, b->timeout);
-    redisReply *r;
-
-    if (c == NULL) {
-        chat__error(CHAT_ENOMEM, "out of memory");
-        return NULL;
-    }
-    if (c->err) {
-        chat__error(CHAT_EUNAVAIL, "Redis %s:%d: %s", b->host, b->port,
-                    c->errstr);
-        redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, b->timeout);
-    if (b->password) {
-        const char *argv[2] = {"AUTH", b->password};
-        r = redisCommandArgv(c, 2, argv, NULL);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            chat__error(r ? CHAT_EAUTH : CHAT_EUNAVAIL, "Redis AUTH: %s",
-                        r ? r->str : c->errstr);
-            if (r)
-                freeReplyObject(r);
-            redisFree(c);
-            return NULL;
-        }
-        freeReplyObject(r);
-    }
-    return c;
-}
-
 /* ---- publishing ------------------------------------------------------------
  */
 
-static int redis_publish(chat_bus *base, const chat_event *ev)
+/* One PUBLISH of ev on channel; one reconnect on failure. */
+static int publish_on(redis_bus *b, const char *channel, const chat_event *ev)
 {
-    redis_bus *b = (redis_bus *)base;
     chat__buf msg = CHAT__BUF_INIT;
-    const char *argv[3] = {"PUBLISH", b->channel, NULL};
+    const char *argv[3] = {"PUBLISH", channel, NULL};
     size_t lens[3];
     redisReply *r = NULL;
     int rc, attempt;
@@ -144,12 +67,12 @@ static int redis_publish(chat_bus *base, const chat_event *ev)
     }
     argv[2] = msg.data;
     lens[0] = 7;
-    lens[1] = strlen(b->channel);
+    lens[1] = strlen(channel);
     lens[2] = msg.len;
     rc = CHAT_EUNAVAIL;
     pthread_mutex_lock(&b->pub_lock);
     for (attempt = 0; attempt < 2; attempt++) {
-        if (b->pub == NULL && (b->pub = connect_redis(b)) == NULL)
+        if (b->pub == NULL && (b->pub = chat__redis_connect(&b->to)) == NULL)
             continue;
         r = redisCommandArgv(b->pub, 3, argv, lens);
         if (r && r->type == REDIS_REPLY_INTEGER) {
@@ -169,6 +92,25 @@ static int redis_publish(chat_bus *base, const chat_event *ev)
         freeReplyObject(r);
     chat__buf_free(&msg);
     return rc;
+}
+
+static int redis_publish(chat_bus *base, const chat_event *ev)
+{
+    redis_bus *b = (redis_bus *)base;
+
+    return publish_on(b, b->channel, ev);
+}
+
+static int redis_publish_to(chat_bus *base, const char *target,
+                            const chat_event *ev)
+{
+    redis_bus *b = (redis_bus *)base;
+    char channel[sizeof b->own];
+
+    if (!chat_uuid_valid(target))
+        return chat__error(CHAT_EINVAL, "gateway id is not a UUID");
+    snprintf(channel, sizeof channel, "%s:gw:%s", b->channel, target);
+    return publish_on(b, channel, ev);
 }
 
 /* ---- subscribing ----------------------------------------------------------
@@ -191,13 +133,15 @@ static void *sub_main(void *arg)
     int was_connected = 1;
 
     while (!closing(b)) {
-        const char *argv[2] = {"SUBSCRIBE", b->channel};
-        redisContext *c = connect_redis(b);
+        const char *argv[3] = {"SUBSCRIBE", b->channel, b->own};
+        redisContext *c = chat__redis_connect(&b->to);
         redisReply *r = NULL;
 
         if (c) {
             struct timeval none = {0, 0};
-            r = redisCommandArgv(c, 2, argv, NULL);
+            /* both channels are subscribed when the first answer comes;
+             * the second answer is skipped by the loop below */
+            r = redisCommandArgv(c, b->own[0] ? 3 : 2, argv, NULL);
             redisSetTimeout(c, none); /* then wait for messages forever */
         }
         if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
@@ -277,7 +221,7 @@ static void redis_free(chat_bus *base)
         pthread_join(b->thread, NULL);
     if (b->pub)
         redisFree(b->pub);
-    chat__free(b->password);
+    chat__redis_target_free(&b->to);
     chat__subs_destroy(&b->subs);
     pthread_mutex_destroy(&b->lock);
     pthread_cond_destroy(&b->ready_cond);
@@ -285,19 +229,21 @@ static void redis_free(chat_bus *base)
     chat__free(b);
 }
 
-static const chat_bus_ops g_redis_ops = {"redis", redis_publish,
-                                         redis_subscribe, redis_free};
+static const chat_bus_ops g_redis_ops = {
+    "redis", redis_publish, redis_subscribe, redis_free, redis_publish_to};
 
 int chat_bus_redis_new(chat_bus **out, const chat_redis_opts *o)
 {
     redis_bus *b;
-    int rc, ms;
+    int rc;
 
     CHAT_ASSERT_ARG(out && o);
-    if (o->version != CHAT_REDIS_OPTS_VERSION)
+    if (o->version < 1 || o->version > CHAT_REDIS_OPTS_VERSION)
         return chat__error(CHAT_EINVAL, "chat_redis_opts: unknown version");
     if (o->channel && (!*o->channel || strlen(o->channel) >= 128))
         return chat__error(CHAT_EINVAL, "channel must be 1-127 bytes");
+    if (o->version >= 2 && o->gateway_id && !chat_uuid_valid(o->gateway_id))
+        return chat__error(CHAT_EINVAL, "gateway_id must be a UUID");
     if ((b = chat__calloc(1, sizeof *b)) == NULL)
         return chat__error(CHAT_ENOMEM, "out of memory");
     b->base.ops = &g_redis_ops;
@@ -307,17 +253,15 @@ int chat_bus_redis_new(chat_bus **out, const chat_redis_opts *o)
     pthread_mutex_init(&b->pub_lock, NULL);
     snprintf(b->channel, sizeof b->channel, "%s",
              o->channel ? o->channel : "chat:events");
-    ms = o->timeout_ms > 0 ? o->timeout_ms : 2000;
-    b->timeout.tv_sec = ms / 1000;
-    b->timeout.tv_usec = (ms % 1000) * 1000;
-    if ((rc = parse_url(b, o->url && *o->url ? o->url
-                                             : "redis://127.0.0.1:6379")) !=
+    if (o->version >= 2 && o->gateway_id)
+        snprintf(b->own, sizeof b->own, "%s:gw:%s", b->channel, o->gateway_id);
+    if ((rc = chat__redis_target_parse(&b->to, o->url, o->timeout_ms)) !=
         CHAT_OK) {
         redis_free(&b->base);
         return rc;
     }
     /* fail now if Redis is not there; later outages are retried */
-    if ((b->pub = connect_redis(b)) == NULL) {
+    if ((b->pub = chat__redis_connect(&b->to)) == NULL) {
         rc = chat_error_last()->code;
         redis_free(&b->base);
         return rc;
@@ -332,7 +276,7 @@ int chat_bus_redis_new(chat_bus **out, const chat_redis_opts *o)
     {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += b->timeout.tv_sec + 1;
+        until.tv_sec += b->to.timeout.tv_sec + 1;
         pthread_mutex_lock(&b->lock);
         while (!b->ready &&
                pthread_cond_timedwait(&b->ready_cond, &b->lock, &until) == 0)

@@ -506,6 +506,24 @@ typedef struct presence_job {
     int64_t at_ms;
 } presence_job;
 
+/* With several gateways: is the user still connected to another one?
+ * This gateway's own entry may not be removed yet; it does not count. */
+static int still_elsewhere(chat__gateway *g, const char *user)
+{
+    chat_id gw[16];
+    const char *users[1] = {user};
+    const char *self = chat_presence_gateway_id(g->svc->presence);
+    int n = 0, i;
+
+    if (chat_presence_locate(g->svc->presence, users, 1, gw, 16, &n) ==
+        CHAT_ELIMIT)
+        return 1;
+    for (i = 0; i < n; i++)
+        if (strcmp(gw[i].id, self) != 0)
+            return 1;
+    return 0; /* also when the registry cannot say: tell the peers */
+}
+
 static void presence_task(chat__task *t)
 {
     presence_job *j = lws_container_of(t, presence_job, task);
@@ -515,6 +533,8 @@ static void presence_task(chat__task *t)
     chat_event ev;
     int n = 0, i;
 
+    if (!j->online && j->g->svc->presence && still_elsewhere(j->g, j->user))
+        goto out; /* another gateway has a socket of the user */
     if (peers == NULL ||
         chat_store_peers(j->g->svc->store, j->user, peers, PEERS_MAX, &n) !=
             CHAT_OK ||
@@ -542,11 +562,19 @@ out:
     chat__free(j);
 }
 
+/* The first socket of a user on this gateway came (online) or the last
+ * one went: record it in the registry (it queues) and tell the peers. */
 static void presence(chat__gateway *g, const char *user, int online)
 {
-    presence_job *j = chat__calloc(1, sizeof *j);
+    presence_job *j;
 
-    if (j == NULL)
+    if (g->svc->presence &&
+        chat_presence_set(g->svc->presence, user, online) != CHAT_OK)
+        CHAT_LOG(CHAT_LOG_WARN,
+                 "component=gateway event=presence_failed"
+                 " msg=\"%s\"",
+                 chat_error_last()->message);
+    if ((j = chat__calloc(1, sizeof *j)) == NULL)
         return;
     j->g = g;
     snprintf(j->user, sizeof j->user, "%s", user);

@@ -118,6 +118,7 @@ int chat_server_new(chat_server **out, const chat_server_opts *opts)
                        "events per socket")))
         goto fail;
     s->svc.bus = opts->bus;
+    s->svc.presence = opts->presence;
     if (s->svc.bus == NULL) {
         if ((rc = chat_bus_local_new(&s->own_bus)) != CHAT_OK)
             goto fail;

@@ -16,8 +16,9 @@ typedef struct chat__svc {
     chat__http *http;
     chat_store *store;
     chat_log *log;
-    chat_bus *bus;          /* NULL: nobody listens */
-    const uint8_t *jwt_key; /* owned by the server */
+    chat_bus *bus;           /* NULL: nobody listens */
+    chat_presence *presence; /* NULL: one gateway (chatd) */
+    const uint8_t *jwt_key;  /* owned by the server */
     size_t jwt_key_len;
     int access_ttl_s;
     int refresh_ttl_s;

@@ -6,7 +6,9 @@ dynalite), two realtime-gateways, PostgreSQL and Redis, all real.
 User A's socket goes straight to gateway 1 and B's to gateway 2, so every
 live event crosses processes; REST goes through the edge. Then faults:
 a gateway killed with SIGKILL (its clients reconnect through the edge and
-catch up from history) and PostgreSQL stopped (503s, then service again).
+catch up from history), PostgreSQL stopped (503s, then service again),
+fanout-workers killed under load, and Redis restarted empty (the
+gateways' heartbeats refill the presence registry, routing resumes).
 
     BUILD_DIR=build /usr/bin/python3 stack_test.py
 """
@@ -44,6 +46,7 @@ class Stack(unittest.TestCase):
         cls.dir = tempfile.mkdtemp(prefix="chat-stack-")
         cls.envp = dict(os.environ, STACK_DIR=cls.dir, CHAT_RATE_LOGIN_IP="off",
                         CHAT_RATE_SEND="off", CHAT_RATE_TOKEN="off",
+                        CHAT_PRESENCE_TTL_MS="3000",
                         EDGE_PORT=str(free_port()))
         up = subprocess.run([STACK, "up"], env=cls.envp, capture_output=True,
                             text=True, timeout=300)
@@ -279,6 +282,65 @@ class Stack(unittest.TestCase):
         m = self.send(g["id"], a, "after the restarts")
         cb.wait("message:new", lambda d: d["message_id"] == m["message_id"],
                 timeout=30)
+
+    def redis_cli(self, *args):
+        port = self.env["REDIS_URL"].rsplit(":", 1)[1]
+        out = subprocess.run(["redis-cli", "-p", port] + list(args),
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.split()
+
+    def test_6_redis_restart(self):
+        """Each gateway listens on its own channel, and the presence
+        registry knows which gateway each user is on. Redis restarted
+        empty: the heartbeats (every CHAT_PRESENCE_TTL_MS / 3 = 1 s) put
+        the users back, the subscriptions come back, and messages are
+        routed to the right gateway again."""
+        gw1, gw2 = self.env["REALTIME_GATEWAY_1_URL"], self.env["REALTIME_GATEWAY_2_URL"]
+        a, b = self.user("ra"), self.user("rb")
+        ca, cb = self.connect(gw1, a), self.connect(gw2, b)
+        st, dm = self.api("POST", "/api/chats/conversations/dm",
+                          {"user_id": b["id"]}, a["token"])
+        self.assertIn(st, (200, 201))
+        self.assertEqual(len(self.redis_cli("PUBSUB", "CHANNELS",
+                                            "chat:events:gw:*")), 2)
+        for _ in range(30):  # the first socket's entry is written async
+            if len(self.redis_cli("ZRANGE", "chat:presence:" + b["id"], "0", "-1")) == 1:
+                break
+            time.sleep(0.1)
+        gws = self.redis_cli("ZRANGE", "chat:presence:" + b["id"], "0", "-1")
+        self.assertEqual(len(gws), 1)
+        m = self.send(dm["id"], a, "before the restart")
+        cb.wait("message:new", lambda d: d["message_id"] == m["message_id"])
+
+        subprocess.run([STACK, "redis-restart"], env=self.envp, check=True,
+                       timeout=60)
+        self.assertEqual(self.redis_cli("EXISTS", "chat:presence:" + b["id"]), ["0"])
+        deadline = time.time() + 30
+
+        def entries(u):
+            return self.redis_cli("ZRANGE", "chat:presence:" + u["id"], "0", "-1")
+        while time.time() < deadline:
+            if entries(b) == gws and len(entries(a)) == 1:
+                break
+            time.sleep(0.2)
+        self.assertEqual(entries(b), gws)
+        self.assertEqual(len(entries(a)), 1)
+        self.assertNotEqual(entries(a), gws)  # a is on the other gateway
+        # live delivery resumes once the subscriptions are back (backoff
+        # up to 2 s); what was sent meanwhile is in the history
+        got = None
+        while got is None and time.time() < deadline:
+            m = self.send(dm["id"], a, "after the restart")
+            try:
+                got = cb.wait("message:new",
+                              lambda d: d["message_id"] == m["message_id"],
+                              timeout=1)
+            except AssertionError:
+                pass
+        self.assertIsNotNone(got, "no delivery within 30 s of the restart")
+        ack = cb.sio.call("message:send", {"conversation_id": dm["id"],
+                                           "content": "and back"}, timeout=5)
+        ca.wait("message:new", lambda d: d["seq"] == ack["seq"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,31 @@
+/* The presence registry interface (chat/presence.h); backends are
+ * presence_<name>.c. */
+#include <chat/presence.h>
+
+#include "core/internal.h"
+
+int chat_presence_set(chat_presence *p, const char *user_id, int online)
+{
+    CHAT_ASSERT_ARG(p && user_id);
+    return p->ops->set(p, user_id, online);
+}
+
+int chat_presence_locate(chat_presence *p, const char *const *user_ids, int n,
+                         chat_id *gateways, int max, int *ngateways)
+{
+    CHAT_ASSERT_ARG(p && (user_ids || n == 0) && n >= 0 && gateways &&
+                    max > 0 && ngateways);
+    *ngateways = 0;
+    return p->ops->locate(p, user_ids, n, gateways, max, ngateways);
+}
+
+const char *chat_presence_gateway_id(const chat_presence *p)
+{
+    return p ? p->gateway_id : "";
+}
+
+void chat_presence_free(chat_presence *p)
+{
+    if (p)
+        p->ops->free(p);
+}
