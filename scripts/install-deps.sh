@@ -8,7 +8,7 @@ pkgs=(
     build-essential cmake pkg-config clang-14 libclang-rt-14-dev clang-format-14
     libwebsockets-dev libcurl4-openssl-dev libcjson-dev libsodium-dev
     libsqlite3-dev libpq-dev check curl wrk python3-socketio python3-websocket
-    python3-requests
+    python3-requests doxygen
     postgresql libhiredis-dev redis-server nginx librdkafka-dev python3-yaml
 )
 # Node.js runs the socket.io-client tests; any nodejs will do (the

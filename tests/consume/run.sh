@@ -31,6 +31,16 @@ for p in chat-cli echo-bot; do
         "$src/../../examples/$p/$p.c" \
         $(pkg-config --define-variable=prefix="$tmp/prefix" --cflags --libs chat)
 done
+# the tutorial of docs/client.md, as printed there
+python3 - "$src/../../docs/client.md" > "$tmp/tutorial.c" <<'PY'
+import sys
+s = open(sys.argv[1]).read()
+b = s.index("```c\n", s.index("### 2. The program")) + 5
+print(s[b:s.index("```\n", b)], end="")
+PY
+cc -std=c11 -Wall -Wextra -Werror -o "$tmp/tutorial" "$tmp/tutorial.c" \
+    $(pkg-config --define-variable=prefix="$tmp/prefix" --cflags --libs chat)
+"$tmp/tutorial" 2>/dev/null && exit 1 # no arguments: usage, status 2
 "$tmp/chat-cli" --help | grep -q "^Usage: chat-cli"
 "$tmp/chat-cli" --version | grep -q "$(pkg-config --modversion chat)"
-echo "consumed through pkg-config and find_package; examples built"
+echo "consumed through pkg-config and find_package; examples and docs/client.md tutorial built"
