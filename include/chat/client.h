@@ -55,9 +55,9 @@ typedef enum chat_msg_state {
 
 /** A message as the cache knows it. Strings are NUL-terminated UTF-8. */
 typedef struct chat_client_message {
-    char conversation_id[CHAT_ID_LEN + 1];
-    char message_id[CHAT_ID_LEN + 1]; /**< "" while pending */
-    char sender_id[CHAT_ID_LEN + 1];
+    char conversation_id[CHAT_ID_LEN + 1];          /**< the conversation */
+    char message_id[CHAT_ID_LEN + 1];               /**< "" while pending */
+    char sender_id[CHAT_ID_LEN + 1];                /**< the author's user id */
     char client_msg_id[CHAT_CLIENT_MSG_ID_MAX + 1]; /**< "" if none */
     int64_t seq;           /**< 1, 2, 3… per conversation; 0 while pending */
     int64_t created_at_ms; /**< Unix epoch ms (local time while pending) */
@@ -70,45 +70,47 @@ typedef struct chat_client_message {
 /** A list of messages, oldest first. Free with chat_client_message_list_free().
  */
 typedef struct chat_client_message_list {
-    size_t count;
-    chat_client_message *items;
+    size_t count;               /**< entries in items */
+    chat_client_message *items; /**< owned by the list */
 } chat_client_message_list;
 
+/** A member of a conversation, as the cache knows it. */
 typedef struct chat_client_member {
-    char user_id[CHAT_ID_LEN + 1];
-    char username[CHAT_USERNAME_MAX + 1];
-    int32_t role; /**< a chat_role */
-    int64_t read_seq;
+    char user_id[CHAT_ID_LEN + 1];        /**< the member */
+    char username[CHAT_USERNAME_MAX + 1]; /**< "" until known */
+    int32_t role;                         /**< a chat_role */
+    int64_t read_seq;                     /**< the member's read marker */
 } chat_client_member;
 
 /** A conversation as the cache knows it. */
 typedef struct chat_client_conversation {
-    char id[CHAT_ID_LEN + 1];
-    int32_t kind; /**< a chat_conv_kind */
-    int32_t role; /**< your chat_role */
+    char id[CHAT_ID_LEN + 1]; /**< the conversation id */
+    int32_t kind;             /**< a chat_conv_kind */
+    int32_t role;             /**< your chat_role */
     /** Group title; for a DM, the other member's username (or ""). */
     const char *title;
-    int64_t last_seq;         /**< newest seq known (server or cache) */
-    int64_t read_seq;         /**< your read marker */
-    int64_t unread;           /**< last_seq - read_seq, never < 0 */
-    int64_t last_activity_ms; /**< Unix epoch ms */
-    int32_t member_count;
-    int32_t has_last_message;
+    int64_t last_seq;                 /**< newest seq known (server or cache) */
+    int64_t read_seq;                 /**< your read marker */
+    int64_t unread;                   /**< last_seq - read_seq, never < 0 */
+    int64_t last_activity_ms;         /**< Unix epoch ms */
+    int32_t member_count;             /**< members on the server */
+    int32_t has_last_message;         /**< 1: last_message is filled */
     chat_client_message last_message; /**< valid if has_last_message */
     size_t member_count_cached;       /**< entries in members (0 until known) */
-    chat_client_member *members;
+    chat_client_member *members;      /**< owned by the conversation */
 } chat_client_conversation;
 
 /** Conversations, newest activity first. */
 typedef struct chat_client_conversation_list {
-    size_t count;
-    chat_client_conversation *items;
+    size_t count;                    /**< entries in items */
+    chat_client_conversation *items; /**< owned by the list */
 } chat_client_conversation_list;
 
+/** A user: a member, a search result, or you. */
 typedef struct chat_client_user {
-    char id[CHAT_ID_LEN + 1];
-    char username[CHAT_USERNAME_MAX + 1];
-    char email[CHAT_EMAIL_MAX + 1]; /**< "" unless it is you */
+    char id[CHAT_ID_LEN + 1];             /**< the user id */
+    char username[CHAT_USERNAME_MAX + 1]; /**< the username */
+    char email[CHAT_EMAIL_MAX + 1];       /**< "" unless it is you */
 } chat_client_user;
 
 /** chat_client_event.type */
@@ -147,22 +149,22 @@ typedef enum chat_client_event_type {
 
 /** An event. Pointers are valid during the callback only. */
 typedef struct chat_client_event {
-    int32_t type; /**< a chat_client_event_type */
-    int32_t flag;
-    int32_t code; /**< a CHAT_E* code, where it applies */
-    int64_t seq;
-    int64_t time_ms;
+    int32_t type;    /**< a chat_client_event_type */
+    int32_t flag;    /**< typing, online, or lost (see the event type) */
+    int32_t code;    /**< a CHAT_E* code, where it applies */
+    int64_t seq;     /**< READ: the new marker; MESSAGE: the message's seq */
+    int64_t time_ms; /**< PRESENCE: last seen, Unix epoch ms */
     const char *conversation_id; /**< "" where it does not apply */
-    const char *user_id;
-    const char *actor_id;
-    const char *action;
-    const char *error_code; /**< the server's error code, or "" */
-    const chat_client_message *message;
+    const char *user_id;         /**< the user concerned, or "" */
+    const char *actor_id;        /**< CONVERSATION: who did it, or "" */
+    const char *action; /**< CONVERSATION: what happened; DISCONNECTED: why */
+    const char *error_code;             /**< the server's error code, or "" */
+    const chat_client_message *message; /**< MESSAGE, SEND_FAILED; or NULL */
 } chat_client_event;
 
 /** The outcome of a request. Pointers are valid during the callback only. */
 typedef struct chat_client_result {
-    int64_t request_id;
+    int64_t request_id;     /**< what the call returned */
     int32_t code;           /**< CHAT_OK or a CHAT_E* code */
     int32_t http_status;    /**< 0 if no answer arrived */
     const char *error_code; /**< the server's code ("forbidden"…), or "" */
@@ -170,8 +172,8 @@ typedef struct chat_client_result {
     /** The object concerned: the conversation created/changed, the user
      *  registered or logged in, the message fetched. "" otherwise. */
     const char *id;
-    const char *json; /**< the raw answer body, or "" */
-    size_t user_count;
+    const char *json;                   /**< the raw answer body, or "" */
+    size_t user_count;                  /**< entries in users */
     const chat_client_user *users;      /**< user lookups and login */
     const chat_client_message *message; /**< chat_client_fetch_content() */
     size_t fetched; /**< chat_client_fetch_history(): messages */
@@ -187,10 +189,12 @@ typedef void (*chat_client_event_fn)(chat_client *c,
 typedef void (*chat_client_done_fn)(chat_client *c, const chat_client_result *r,
                                     void *userdata);
 
+/** chat_client_opts.version of this header. */
 #define CHAT_CLIENT_OPTS_VERSION 1
 /** chat_client_opts.history_depth: skip the past of new conversations. */
 #define CHAT_CLIENT_HISTORY_NONE (-1)
 
+/** Options of chat_client_new(); start from CHAT_CLIENT_OPTS_INIT. */
 typedef struct chat_client_opts {
     unsigned version; /**< CHAT_CLIENT_OPTS_VERSION */
     /** Server base URL: "http://localhost:8080", or the edge's URL. */
@@ -213,6 +217,7 @@ typedef struct chat_client_opts {
     int32_t no_realtime;
 } chat_client_opts;
 
+/** Initialiser of chat_client_opts: version set, everything else default. */
 #define CHAT_CLIENT_OPTS_INIT                                                  \
     {                                                                          \
         CHAT_CLIENT_OPTS_VERSION, NULL, NULL, NULL, NULL, 0, 0, NULL, 0, 0, 0  \
@@ -229,6 +234,7 @@ CHAT_API void chat_client_opts_init(chat_client_opts *opts);
  * Logging goes through chat_log_set().
  *
  * @param out  receives the client; free it with chat_client_free()
+ * @param opts the options; copied, the strings too (not kept)
  * @return CHAT_OK, CHAT_EINVAL (bad options), CHAT_EIO (cache cannot be
  *         opened), CHAT_ENOMEM.
  */
@@ -363,8 +369,12 @@ CHAT_API CHAT_WARN_UNUSED int
 chat_client_conversation_get(chat_client *c, const char *conversation_id,
                              chat_client_conversation **out);
 
+/** Free the entries of @p list and zero it (not @p list itself). NULL is
+ *  a no-op. */
 CHAT_API void
 chat_client_conversation_list_free(chat_client_conversation_list *list);
+/** Free a conversation from chat_client_conversation_get(). NULL is a
+ *  no-op. */
 CHAT_API void chat_client_conversation_free(chat_client_conversation *conv);
 
 /* ---- messages ----------------------------------------------------------- */
@@ -428,6 +438,8 @@ CHAT_API CHAT_WARN_UNUSED int chat_client_search(chat_client *c,
                                                  int limit,
                                                  chat_client_message_list *out);
 
+/** Free the entries of @p list and zero it (not @p list itself). NULL is
+ *  a no-op. */
 CHAT_API void chat_client_message_list_free(chat_client_message_list *list);
 
 /* ---- read state and typing --------------------------------------------- */
