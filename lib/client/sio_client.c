@@ -757,15 +757,8 @@ static void *service_main(void *arg)
 
 static void lws_log_hook(int level, const char *line)
 {
-    char buf[512];
-    size_t n = chat__strlcpy(buf, line, sizeof buf);
-
-    if (n >= sizeof buf)
-        n = sizeof buf - 1;
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = '\0';
-    CHAT_LOG(level == LLL_ERR ? CHAT_LOG_ERROR : CHAT_LOG_WARN,
-             "component=lws msg=\"%s\"", buf);
+    chat__log_line(level == LLL_ERR ? CHAT_LOG_ERROR : CHAT_LOG_WARN, "lws",
+                   line);
 }
 
 /* A copy of s without control characters (they would end a header). */

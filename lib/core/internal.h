@@ -46,6 +46,9 @@ int chat__error(int code, const char *fmt, ...) CHAT__PRINTF(2, 3);
 /* ---- logging ----------------------------------------------------------- */
 int chat__log_enabled(int level);
 void chat__log(int level, const char *fmt, ...) CHAT__PRINTF(2, 3);
+/* Log one line of another library's log (libwebsockets...) as
+ * component=NAME msg="...": trailing newlines cut, at most 511 bytes. */
+void chat__log_line(int level, const char *component, const char *line);
 #define CHAT_LOG(level, ...)                                                   \
     do {                                                                       \
         if (chat__log_enabled(level))                                          \

@@ -49,3 +49,18 @@ void chat__log(int level, const char *fmt, ...)
     va_end(ap);
     g_log_fn(level, line, g_log_ud);
 }
+
+void chat__log_line(int level, const char *component, const char *line)
+{
+    char buf[512];
+    size_t n;
+
+    if (!chat__log_enabled(level) || !line)
+        return;
+    n = chat__strlcpy(buf, line, sizeof buf);
+    if (n >= sizeof buf)
+        n = sizeof buf - 1;
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    chat__log(level, "component=%s msg=\"%s\"", component, buf);
+}

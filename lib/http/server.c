@@ -896,15 +896,8 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason,
 
 static void lws_log_hook(int level, const char *line)
 {
-    char buf[512];
-    size_t n = chat__strlcpy(buf, line, sizeof buf);
-
-    if (n >= sizeof buf)
-        n = sizeof buf - 1;
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = '\0';
-    CHAT_LOG(level == LLL_ERR ? CHAT_LOG_ERROR : CHAT_LOG_WARN,
-             "component=lws msg=\"%s\"", buf);
+    chat__log_line(level == LLL_ERR ? CHAT_LOG_ERROR : CHAT_LOG_WARN, "lws",
+                   line);
 }
 
 int chat__http_new(chat__http **out, const chat__http_opts *opts)
