@@ -1330,6 +1330,7 @@ typedef struct chain_arg {
     chat_store *s;
     uint8_t first[32], last[32];
     volatile int rotations;
+    volatile int revoked; /* set once the revoke returned */
     int rc;
 } chain_arg;
 
@@ -1342,13 +1343,19 @@ static void *chain_worker(void *p)
     int i;
 
     memcpy(arg->last, arg->first, 32);
-    for (i = 1; i < 3000; i++) { /* a leak rotates on */
+    /* A leak rotates on until the family is revoked. How many rotations
+     * land before the revoke depends on scheduling (a busy writer can
+     * starve it for a while); a rotation that *starts* after the revoke
+     * returned must fail. Bounded so a broken store cannot hang. */
+    arg->rc = CHAT_ERROR;
+    for (i = 1; i < 1000000; i++) {
+        int after = __atomic_load_n(&arg->revoked, __ATOMIC_ACQUIRE);
         memset(next, 0, sizeof next);
         memcpy(next, &i, sizeof i);
         next[31] = 0xcc;
         arg->rc = chat_store_token_rotate(arg->s, arg->last, next, now + 60000,
                                           now, &out);
-        if (arg->rc != CHAT_OK)
+        if (arg->rc != CHAT_OK || after)
             break;
         memcpy(arg->last, next, 32);
         __atomic_store_n(&arg->rotations, i, __ATOMIC_RELEASE);
@@ -1377,6 +1384,7 @@ START_TEST(logout_during_rotations_ends_the_family)
         usleep(1000);
     /* logout with the first token while the chain keeps rotating */
     ck_assert_int_eq(chat_store_token_revoke_family(S, t.hash), CHAT_OK);
+    __atomic_store_n(&arg.revoked, 1, __ATOMIC_RELEASE);
     pthread_join(th, NULL);
     chat_store_free(second);
     ck_assert_int_eq(arg.rc, CHAT_EAUTH);
