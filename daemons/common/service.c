@@ -92,7 +92,7 @@ typedef struct router {
     chat_bus *out;
 } router;
 
-static void route(const chat_event *ev, void *ud)
+static int route(const chat_event *ev, void *ud)
 {
     router *r = ud;
     unsigned ms = 50;
@@ -104,11 +104,12 @@ static void route(const chat_event *ev, void *ud)
         pthread_mutex_lock(&g_lock);
         stopping = g_stop;
         pthread_mutex_unlock(&g_lock);
-        if (stopping)
-            return; /* not committed: another worker routes it again */
+        if (stopping) /* refused: not committed, routed again later */
+            return CHAT_ECLOSED;
         usleep(ms * 1000);
         ms = ms < 2000 ? ms * 2 : 2000;
     }
+    return CHAT_OK;
 }
 
 static void kafka_opts(chat_kafka_opts *ko, const char *brokers,

@@ -52,7 +52,17 @@ typedef struct chat_event {
     int members_changed;
 } chat_event;
 
-typedef void (*chat_event_fn)(const chat_event *ev, void *userdata);
+/** A subscriber. It runs on the backend's delivery thread (the
+ *  publishing thread for the local bus); @p ev and everything it points to
+ *  are valid for the call only.
+ *
+ *  Return CHAT_OK once the event is handled. Any other value says it was
+ *  not: a backend with a durable input (Kafka) then neither commits the
+ *  record nor any later one of its partition, and delivers it again (to
+ *  this handle after a pause, or to another member of the group once this
+ *  one is gone), so nothing that was refused is lost. The other backends
+ *  deliver at most once and ignore the value. */
+typedef int (*chat_event_fn)(const chat_event *ev, void *userdata);
 
 typedef struct chat_bus chat_bus;
 

@@ -5,13 +5,14 @@
  * in one partition, in order. A thread serves the producer's delivery
  * reports; with a consumer group, a second thread consumes, hands each
  * record to the subscribers and only then stores its offset for the
- * periodic commit (at least once). librdkafka's own logs go through the
- * library's log hook. */
+ * periodic commit (at least once); a record they refuse is read again.
+ * librdkafka's own logs go through the library's log hook. */
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "bus/wire.h"
 #include "core/internal.h"
@@ -140,13 +141,52 @@ static int kafka_publish(chat_bus *base, const chat_event *ev)
     return CHAT_OK;
 }
 
+/* Point m's partition at offset (m's own to read it again, the next one
+ * to go on); with store, also record that offset for the next commit. */
+static void position(kafka_bus *b, const rd_kafka_message_t *m, int64_t offset,
+                     int store)
+{
+    rd_kafka_topic_partition_list_t *p = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_error_t *err;
+
+    rd_kafka_topic_partition_list_add(p, rd_kafka_topic_name(m->rkt),
+                                      m->partition)
+        ->offset = offset;
+    if (store) {
+        rd_kafka_offsets_store(b->consumer, p);
+    } else if ((err = rd_kafka_seek_partitions(b->consumer, p,
+                                               b->timeout_ms)) != NULL) {
+        CHAT_LOG(CHAT_LOG_WARN,
+                 "component=bus backend=kafka event=seek_failed msg=\"%s\"",
+                 rd_kafka_error_string(err));
+        rd_kafka_error_destroy(err);
+    }
+    rd_kafka_topic_partition_list_destroy(p);
+}
+
+/* Sleep ms, or less if the bus closes meanwhile. */
+static void nap(kafka_bus *b, unsigned ms)
+{
+    struct timespec ts = {0, 50 * 1000000L};
+    unsigned t;
+
+    for (t = 0; t < ms && !atomic_load(&b->closing); t += 50)
+        nanosleep(&ts, NULL);
+}
+
+/* A record's offset is stored (and so committed) only once every
+ * subscriber handled it. A refused record is read again from its own
+ * offset after a pause, which also drops what was fetched after it: later
+ * records of the partition never get ahead of it, and on close nothing
+ * past it is committed. */
 static void *consume_main(void *arg)
 {
     kafka_bus *b = arg;
+    unsigned pause_ms = 0;
 
     while (!atomic_load(&b->closing)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(b->consumer, 100);
-        rd_kafka_topic_partition_list_t *done;
+        int rc;
 
         if (m == NULL)
             continue;
@@ -159,19 +199,30 @@ static void *consume_main(void *arg)
             rd_kafka_message_destroy(m);
             continue;
         }
-        if (chat__event_dispatch(&b->subs, m->payload, m->len) != CHAT_OK)
+        rc = chat__event_dispatch(&b->subs, m->payload, m->len);
+        if (rc == CHAT_EAGAIN) {
+            if (!atomic_load(&b->closing)) {
+                position(b, m, m->offset, 0);
+                pause_ms = pause_ms ? pause_ms * 2 : 50;
+                pause_ms = pause_ms > 2000 ? 2000 : pause_ms;
+                CHAT_LOG(CHAT_LOG_WARN,
+                         "component=bus backend=kafka event=redeliver"
+                         " topic=%s partition=%d offset=%lld pause_ms=%u",
+                         rd_kafka_topic_name(m->rkt), (int)m->partition,
+                         (long long)m->offset, pause_ms);
+                nap(b, pause_ms);
+            }
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (rc != CHAT_OK) /* not an event: nobody can handle it, skip */
             CHAT_LOG(CHAT_LOG_WARN,
                      "component=bus backend=kafka event=bad_record topic=%s"
                      " partition=%d offset=%lld",
                      rd_kafka_topic_name(m->rkt), (int)m->partition,
                      (long long)m->offset);
-        /* handled: its offset may now be committed */
-        done = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(done, rd_kafka_topic_name(m->rkt),
-                                          m->partition)
-            ->offset = m->offset + 1;
-        rd_kafka_offsets_store(b->consumer, done);
-        rd_kafka_topic_partition_list_destroy(done);
+        pause_ms = 0;
+        position(b, m, m->offset + 1, 1);
         rd_kafka_message_destroy(m);
     }
     return NULL;

@@ -33,15 +33,19 @@ int chat__subs_add(chat__subs *s, chat_event_fn fn, void *userdata)
     return rc;
 }
 
-void chat__subs_call(chat__subs *s, const chat_event *ev)
+int chat__subs_call(chat__subs *s, const chat_event *ev)
 {
-    int i, n;
+    int i, n, rc = CHAT_OK, r;
 
     pthread_mutex_lock(&s->lock);
     n = s->n;
     pthread_mutex_unlock(&s->lock);
-    for (i = 0; i < n; i++) /* entries never change once added */
-        s->s[i].fn(ev, s->s[i].userdata);
+    for (i = 0; i < n; i++) { /* entries never change once added */
+        r = s->s[i].fn(ev, s->s[i].userdata);
+        if (r != CHAT_OK && rc == CHAT_OK)
+            rc = r;
+    }
+    return rc;
 }
 
 int chat__event_encode(const chat_event *ev, chat__buf *out)
@@ -79,7 +83,7 @@ int chat__event_dispatch(chat__subs *subs, const char *data, size_t len)
     const cJSON *t, *c, *u, *m, *x, *rc, *it;
     cJSON *h;
     chat_event ev;
-    int n = 0;
+    int n = 0, handled;
 
     if (nl == NULL)
         goto bad;
@@ -114,9 +118,9 @@ int chat__event_dispatch(chat__subs *subs, const char *data, size_t len)
     ev.nrecipients = n;
     ev.payload = nl + 1;
     ev.payload_len = len - (size_t)(nl + 1 - data);
-    chat__subs_call(subs, &ev);
+    handled = chat__subs_call(subs, &ev) == CHAT_OK;
     cJSON_Delete(h);
-    return CHAT_OK;
+    return handled ? CHAT_OK : CHAT_EAGAIN;
 bad:
     return chat__error(CHAT_EPROTO, "not a bus event (%zu bytes)", len);
 }

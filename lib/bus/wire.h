@@ -25,14 +25,16 @@ void chat__subs_init(chat__subs *s);
 void chat__subs_destroy(chat__subs *s);
 /* CHAT_OK or CHAT_ELIMIT. */
 int chat__subs_add(chat__subs *s, chat_event_fn fn, void *userdata);
-/* Call every subscriber with ev, on this thread. */
-void chat__subs_call(chat__subs *s, const chat_event *ev);
+/* Call every subscriber with ev, on this thread. CHAT_OK, or the first
+ * refusal (a subscriber's non-OK answer; the others are still called). */
+int chat__subs_call(chat__subs *s, const chat_event *ev);
 
 /* ev as bytes into out (reset first). CHAT_OK or CHAT_ENOMEM. */
 int chat__event_encode(const chat_event *ev, chat__buf *out);
 
-/* Decode data[0..len) and call every subscriber with it. CHAT_OK, or
- * CHAT_EPROTO for bytes that are not an event (nobody is called). */
+/* Decode data[0..len) and call every subscriber with it. CHAT_OK;
+ * CHAT_EPROTO for bytes that are not an event (nobody is called);
+ * CHAT_EAGAIN when a subscriber did not handle it. */
 int chat__event_dispatch(chat__subs *s, const char *data, size_t len);
 
 #endif /* CHAT_BUS_WIRE_H */

@@ -450,14 +450,14 @@ static int is_member(const centry *e, const char *uid)
 /* ---- events from the bus ---------------------------------------------------
  */
 
-static void on_bus(const chat_event *ev, void *ud)
+static int on_bus(const chat_event *ev, void *ud)
 {
     chat__gateway *g = ud;
     item *it;
     int i;
 
     if (atomic_load(&g->stopping))
-        return;
+        return CHAT_ECLOSED;
     it = item_new(g, I_EVENT);
     if (it == NULL)
         goto fail;
@@ -479,10 +479,11 @@ static void on_bus(const chat_event *ev, void *ud)
     if (chat__buf_append(&it->payload, ev->payload, ev->payload_len) != CHAT_OK)
         goto fail;
     post(g, it);
-    return;
+    return CHAT_OK;
 fail:
     item_free(it);
     CHAT_LOG(CHAT_LOG_WARN, "component=gateway event=dropped reason=nomem");
+    return CHAT_ENOMEM;
 }
 
 static void on_event_item(chat__gateway *g, item *it)

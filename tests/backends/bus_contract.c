@@ -63,15 +63,34 @@ typedef struct inbox {
     pthread_cond_t cond;
     got *items;
     int n, cap;
+    /* Kafka's redelivery: with only_conv set, events of other
+     * conversations are handled and not kept; the first `refuse` events of
+     * only_conv are refused, and so is every one once `refuse_from` (> 0)
+     * have been kept. `refused` counts the refusals. */
+    const char *only_conv;
+    int refuse, refuse_from, refused;
 } inbox;
 
-static void on_event(const chat_event *ev, void *ud)
+static int on_event(const chat_event *ev, void *ud)
 {
     inbox *in = ud;
     got *g;
     int i;
 
     pthread_mutex_lock(&in->lock);
+    if (in->only_conv &&
+        (!ev->conversation_id || strcmp(ev->conversation_id, in->only_conv))) {
+        pthread_mutex_unlock(&in->lock);
+        return CHAT_OK;
+    }
+    if (in->refuse > 0 || (in->refuse_from > 0 && in->n >= in->refuse_from)) {
+        if (in->refuse > 0)
+            in->refuse--;
+        in->refused++;
+        pthread_cond_broadcast(&in->cond);
+        pthread_mutex_unlock(&in->lock);
+        return CHAT_EAGAIN;
+    }
     if (in->n == in->cap) {
         in->cap = in->cap ? in->cap * 2 : 64;
         in->items = realloc(in->items, (size_t)in->cap * sizeof *in->items);
@@ -93,6 +112,7 @@ static void on_event(const chat_event *ev, void *ud)
     in->n++;
     pthread_cond_broadcast(&in->cond);
     pthread_mutex_unlock(&in->lock);
+    return CHAT_OK;
 }
 
 static void inbox_init(inbox *in)
@@ -394,6 +414,104 @@ START_TEST(kafka_group_resumes_after_its_commits)
 }
 END_TEST
 
+static void publish_n(chat_bus *p, const char *conv, int from, int to)
+{
+    chat_event ev;
+    char payload[32];
+    int i;
+
+    memset(&ev, 0, sizeof ev);
+    ev.type = CHAT_EVENT_MESSAGE_NEW;
+    ev.conversation_id = conv;
+    ev.to_members = 1;
+    ev.payload = payload;
+    for (i = from; i < to; i++) {
+        ev.payload_len =
+            (size_t)snprintf(payload, sizeof payload, "{\"n\":%d}", i);
+        ck_assert_int_eq(chat_bus_publish(p, &ev), CHAT_OK);
+    }
+}
+
+/* Wait until in has refused at least n times (30 s at most: a Kafka
+ * group may be rebalancing). */
+static int refused_wait(inbox *in, int n)
+{
+    int i, have = 0;
+
+    for (i = 0; i < 600 && have < n; i++) {
+        pthread_mutex_lock(&in->lock);
+        have = in->refused;
+        pthread_mutex_unlock(&in->lock);
+        if (have < n)
+            usleep(50000);
+    }
+    return have;
+}
+
+/* Kafka only: a record a subscriber refuses comes again, and nothing of
+ * its partition overtakes it. */
+START_TEST(kafka_refused_record_comes_again_first)
+{
+    const char *conv = "0190b3c4-0000-7000-8000-0000000000e1";
+    chat_bus *c;
+    inbox in;
+    char group[64];
+
+    if (!is_kafka())
+        return;
+    snprintf(group, sizeof group, "refuse-%d", (int)getpid());
+    inbox_init(&in);
+    in.only_conv = conv;
+    in.refuse = 3;
+    ck_assert_int_eq(open_kafka(&c, group), CHAT_OK);
+    ck_assert_int_eq(chat_bus_subscribe(c, on_event, &in), CHAT_OK);
+    publish_n(P, conv, 0, 3);
+    ck_assert_int_eq(inbox_wait(&in, 3), 3);
+    ck_assert_int_eq(in.refused, 3);
+    ck_assert_str_eq(in.items[0].payload, "{\"n\":0}");
+    ck_assert_str_eq(in.items[1].payload, "{\"n\":1}");
+    ck_assert_str_eq(in.items[2].payload, "{\"n\":2}");
+    chat_bus_free(c);
+    inbox_free(&in);
+}
+END_TEST
+
+/* Kafka only: a handle closed while its subscriber refuses a record (a
+ * fanout-worker stopping while Redis is down) commits nothing from that
+ * record on; the next member of the group gets it. */
+START_TEST(kafka_refused_record_is_not_committed)
+{
+    const char *conv = "0190b3c4-0000-7000-8000-0000000000e2";
+    chat_bus *c1, *c2;
+    inbox first, second;
+    char group[64];
+
+    if (!is_kafka())
+        return;
+    snprintf(group, sizeof group, "refuse-close-%d", (int)getpid());
+    inbox_init(&first);
+    inbox_init(&second);
+    first.only_conv = second.only_conv = conv;
+    first.refuse_from = 1;
+    ck_assert_int_eq(open_kafka(&c1, group), CHAT_OK);
+    ck_assert_int_eq(chat_bus_subscribe(c1, on_event, &first), CHAT_OK);
+    publish_n(P, conv, 0, 3);
+    ck_assert_int_ge(refused_wait(&first, 2), 2);
+    ck_assert_int_eq(first.n, 1);
+    chat_bus_free(c1); /* commits {"n":0} only */
+    ck_assert_int_eq(open_kafka(&c2, group), CHAT_OK);
+    ck_assert_int_eq(chat_bus_subscribe(c2, on_event, &second), CHAT_OK);
+    ck_assert_int_eq(inbox_wait(&second, 2), 2);
+    ck_assert_str_eq(second.items[0].payload, "{\"n\":1}");
+    ck_assert_str_eq(second.items[1].payload, "{\"n\":2}");
+    usleep(500000); /* and the handled one does not come again */
+    ck_assert_int_eq(inbox_wait(&second, 3), 2);
+    chat_bus_free(c2);
+    inbox_free(&first);
+    inbox_free(&second);
+}
+END_TEST
+
 START_TEST(kafka_bad_options)
 {
     chat_kafka_opts o;
@@ -449,6 +567,8 @@ int main(int argc, char **argv)
     tcase_add_test(tc, redis_restart);
     tcase_add_test(tc, redis_bad_options);
     tcase_add_test(tc, kafka_group_resumes_after_its_commits);
+    tcase_add_test(tc, kafka_refused_record_comes_again_first);
+    tcase_add_test(tc, kafka_refused_record_is_not_committed);
     tcase_add_test(tc, kafka_bad_options);
     suite_add_tcase(s, tc);
     return chat_test_run(s);

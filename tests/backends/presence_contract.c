@@ -217,7 +217,7 @@ typedef struct inbox {
     char last[128];
 } inbox;
 
-static void on_event(const chat_event *ev, void *ud)
+static int on_event(const chat_event *ev, void *ud)
 {
     inbox *in = ud;
 
@@ -226,6 +226,7 @@ static void on_event(const chat_event *ev, void *ud)
     snprintf(in->last, sizeof in->last, "%.*s", (int)ev->payload_len,
              ev->payload);
     pthread_mutex_unlock(&in->lock);
+    return CHAT_OK;
 }
 
 static int count(inbox *in)

@@ -12,7 +12,7 @@ typedef struct seen {
     int nrecipients;
 } seen;
 
-static void record(const chat_event *ev, void *ud)
+static int record(const chat_event *ev, void *ud)
 {
     seen *s = ud;
 
@@ -21,6 +21,7 @@ static void record(const chat_event *ev, void *ud)
     s->nrecipients = ev->nrecipients;
     memcpy(s->payload, ev->payload, ev->payload_len);
     s->payload[ev->payload_len] = '\0';
+    return CHAT_OK;
 }
 
 START_TEST(names)
