@@ -32,7 +32,8 @@ static const char usage[] =
     "                       AWS_SECRET_ACCESS_KEY, DYNAMODB_TABLE)\n"
     "  --bus local|redis    how live events travel [CHAT_BUS] (local:\n"
     "                       in this process; redis: pub/sub at REDIS_URL,\n"
-    "                       so several chatd or gateways share them)\n"
+    "                       so several chatd or gateways share them, and\n"
+    "                       the rate limits too)\n"
     "  --cors ORIGINS       allowed browser origins, '*' or a comma\n"
     "                       list [CHAT_CORS_ORIGINS] (default: none)\n"
     "  --trust-proxy        client IP from X-Forwarded-For\n"
@@ -269,6 +270,10 @@ int main(int argc, char **argv)
         chatd_opt(argc, argv, "--rate-token", "CHAT_RATE_TOKEN", NULL);
     so.rate_events =
         chatd_opt(argc, argv, "--rate-events", "CHAT_RATE_EVENTS", NULL);
+    if (bus) { /* several chatd on one Redis: one set of limits */
+        const char *u = getenv("REDIS_URL");
+        so.rate_redis_url = u && *u ? u : "redis://127.0.0.1:6379";
+    }
 
     if ((rc = chat_server_new(&srv, &so)) != CHAT_OK) {
         fprintf(stderr, "chatd: %s\n", chat_error_last()->message);

@@ -174,7 +174,9 @@ static void usage(const service_def *d)
             "                      chat.messages, chat.events)\n");
     printf("  CHAT_RATE_LOGIN_IP, CHAT_RATE_LOGIN_ACCOUNT, CHAT_RATE_SEND,\n"
            "  CHAT_RATE_TOKEN, CHAT_RATE_EVENTS, CHAT_MAX_CONN_USER,\n"
-           "  CHAT_MAX_CONN_IP    limits, as in chatd --help\n");
+           "  CHAT_MAX_CONN_IP    limits, as in chatd --help; with REDIS_URL,\n"
+           "                      every CHAT_RATE_* limit but the per-socket\n"
+           "                      EVENTS one is shared by all instances\n");
     printf("\nGET /healthz: alive; GET /readyz: the backends answer;"
            " GET /metrics.\n"
            "SIGTERM or SIGINT: stop accepting, answer what is in flight,"
@@ -431,6 +433,7 @@ int service_main(const service_def *d, int argc, char **argv)
     so.rate_send = getenv("CHAT_RATE_SEND");
     so.rate_token = getenv("CHAT_RATE_TOKEN");
     so.rate_events = getenv("CHAT_RATE_EVENTS");
+    so.rate_redis_url = redis; /* limits shared by every instance */
     if (getenv("CHAT_MAX_CONN_USER"))
         so.rt_max_per_user = atoi(getenv("CHAT_MAX_CONN_USER"));
     if (getenv("CHAT_MAX_CONN_IP"))

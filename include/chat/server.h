@@ -68,9 +68,17 @@ typedef struct chat_server_opts {
      *  before telling peers that a user went offline; borrowed. NULL: the
      *  only gateway (chatd). */
     chat_presence *presence;
+    /** Since version 2. Share the rate limits (rate_*, but not the
+     *  per-socket rate_events) with every server given the same Redis,
+     *  redis://[:password@]host[:port]: a user's sends, an address's
+     *  logins count once across all instances, give or take what each
+     *  instance lets through in one 50 ms round. A take never waits for
+     *  Redis; while Redis is unreachable each instance keeps its own
+     *  limits. NULL = this process's limits only. */
+    const char *rate_redis_url;
 } chat_server_opts;
 
-#define CHAT_SERVER_OPTS_VERSION 1
+#define CHAT_SERVER_OPTS_VERSION 2
 #define CHAT_SERVER_OPTS_INIT                                                  \
     {                                                                          \
         .version = CHAT_SERVER_OPTS_VERSION                                    \
@@ -82,7 +90,9 @@ CHAT_API void chat_server_opts_init(chat_server_opts *o);
 /**
  * Build the server and bind its listening socket.
  * @return CHAT_OK and *out; CHAT_EINVAL for bad options (a bad rate string,
- *         short secret, missing store/log); CHAT_EIO if it cannot listen.
+ *         short secret, missing store/log, bad rate_redis_url); CHAT_EIO
+ *         if it cannot listen; CHAT_EUNAVAIL if rate_redis_url does not
+ *         answer.
  */
 CHAT_API CHAT_WARN_UNUSED int chat_server_new(chat_server **out,
                                               const chat_server_opts *opts);

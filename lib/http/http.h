@@ -233,6 +233,14 @@ void chat__ratelimit_free(chat__ratelimit *rl);
  * with *retry_after_s (>= 1) until one is available. Thread-safe. */
 int chat__ratelimit_take(chat__ratelimit *rl, const chat__rate *rate,
                          const char *key, int *retry_after_s);
+/* Share the limits with every instance that names the same Redis
+ * (redis://[:password@]host[:port]): see ratelimit.c. Call once, before
+ * any take. CHAT_OK; CHAT_EINVAL (bad URL); CHAT_EUNAVAIL (no Redis). */
+int chat__ratelimit_share(chat__ratelimit *rl, const char *redis_url);
+/* Wait (10 s at most) until a round that began after the call ended: what
+ * was taken before is in Redis, and Redis's answer in the buckets. For
+ * tests. CHAT_OK, CHAT_ETIMEDOUT, or CHAT_EINVAL when not shared. */
+int chat__ratelimit_share_wait(chat__ratelimit *rl);
 /* Live buckets (for tests: memory stays bounded). */
 size_t chat__ratelimit_size(chat__ratelimit *rl);
 

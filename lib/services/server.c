@@ -147,6 +147,10 @@ int chat_server_new(chat_server **out, const chat_server_opts *opts)
     if ((rc = chat__http_new(&s->http, &ho)) != CHAT_OK)
         goto fail;
     s->svc.http = s->http;
+    if (opts->version >= 2 && opts->rate_redis_url && *opts->rate_redis_url &&
+        (rc = chat__ratelimit_share(chat__http_ratelimit(s->http),
+                                    opts->rate_redis_url)) != CHAT_OK)
+        goto fail;
     if ((rc = chat__http_route(s->http, CHAT__GET, "/healthz",
                                CHAT__ROUTE_INLINE, h_health, s)) ||
         (rc = chat__http_route(s->http, CHAT__GET, "/readyz", 0, h_ready, s)) ||

@@ -2,13 +2,17 @@
 """Live events across processes over the Redis bus: two chatd on one
 database, each with --bus redis, user A's socket on the first and user
 B's on the second (python-socketio). Everything one does reaches the
-other, exactly once per socket.
+other, exactly once per socket. And the rate limits hold for the pair,
+not per process: they count in Redis too.
 
     CHATD=... REDIS_URL=... /usr/bin/python3 cross_gateway_test.py
 """
+import json
 import os
 import sys
+import time
 import unittest
+import urllib.error
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "realtime"))
 from python_socketio_test import Chatd, Client  # noqa: E402
@@ -95,6 +99,54 @@ class CrossGateway(unittest.TestCase):
         ca.wait("message:new", lambda d: d["preview"] == "gone")
         self.assertEqual(self.count(cc, "message:new",
                                     lambda d: d["preview"] == "gone"), 0)
+
+
+class SharedRateLimits(unittest.TestCase):
+    """Two chatd on one database and one Redis with --rate-send 10/m: a
+    user who alternates between them is held to 10 sends, not 10 each."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.g1 = Chatd("--bus", "redis", "--rate-send", "10/m")
+        cls.g2 = Chatd("--bus", "redis", "--rate-send", "10/m",
+                       data_dir=cls.g1.dir)
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.g2.stop() == 0
+        assert cls.g1.stop() == 0
+
+    def send(self, gw, conv, user, i):
+        try:
+            st, _ = gw.api("POST", "/api/messages/conversations/%s/messages"
+                           % conv, {"content": "m%d" % i}, user["token"])
+            return st, None
+        except urllib.error.HTTPError as e:
+            return e.code, e
+
+    def test_sends_count_once_across_processes(self):
+        a, b = self.g1.user("ra"), self.g1.user("rb")
+        conv = self.g1.dm(a, b)
+        accepted, refused = 0, None
+        for i in range(20):
+            st, err = self.send(self.g1 if i % 2 else self.g2, conv, a, i)
+            if st == 201:
+                accepted += 1
+            else:
+                self.assertEqual(st, 429)
+                refused = err
+            time.sleep(0.15)  # a sharing round (50 ms) between sends
+        # per process, 10 each would pass: 20. Shared: 10, plus at most
+        # one on the other process, which learns that the pair is over
+        # the limit with the answer to its own next send
+        self.assertIn(accepted, (10, 11))
+        self.assertIsNotNone(refused)
+        self.assertGreaterEqual(int(refused.headers["Retry-After"]), 1)
+        body = json.loads(refused.read())
+        self.assertEqual(body["error"]["code"], "rate_limited")
+        # another user is not held back by a's sends
+        st, _ = self.send(self.g1, conv, b, 0)
+        self.assertEqual(st, 201)
 
 
 if __name__ == "__main__":
