@@ -90,6 +90,8 @@ typedef struct router {
     chat_store *store;
     chat_presence *presence;
     chat_bus *out;
+    chat_fanout *fan;
+    int cache_ms; /* CHAT_ROUTE_CACHE_MS */
 } router;
 
 static int route(const chat_event *ev, void *ud)
@@ -98,7 +100,7 @@ static int route(const chat_event *ev, void *ud)
     unsigned ms = 50;
     int stopping;
 
-    while (chat_fanout_route(r->store, r->presence, r->out, ev) != CHAT_OK) {
+    while (chat_fanout_event(r->fan, ev) != CHAT_OK) {
         chatd_log(CHAT_LOG_WARN, "event=route_retry msg=\"%s\"",
                   chat_error_last()->message);
         pthread_mutex_lock(&g_lock);
@@ -163,7 +165,9 @@ static void usage(const service_def *d)
             "                      gateways' channels\n"
             "  KAFKA_BROKERS       required (KAFKA_GROUP_ID: fanout-worker;\n"
             "                      KAFKA_TOPIC_MESSAGES, "
-            "KAFKA_TOPIC_EVENTS)\n");
+            "KAFKA_TOPIC_EVENTS)\n"
+            "  CHAT_ROUTE_CACHE_MS reuse a conversation's gateways this long\n"
+            "                      (0 = 100; -1 = look up every event)\n");
     if (d->needs_bus)
         printf(
             "  REDIS_URL           required: events between services\n"
@@ -257,6 +261,7 @@ static int fanout_start(const char *redis, const char *kafka, router *r,
     const char *group = getenv("KAFKA_GROUP_ID");
     chat_redis_opts ro;
     chat_kafka_opts ko;
+    chat_fanout_opts fo;
     int rc;
 
     chat_redis_opts_init(&ro);
@@ -264,7 +269,12 @@ static int fanout_start(const char *redis, const char *kafka, router *r,
     kafka_opts(&ko, kafka, group && *group ? group : "fanout-worker");
     if ((rc = open_presence(redis, NULL, &r->presence)) != CHAT_OK)
         return rc;
+    chat_fanout_opts_init(&fo);
+    fo.store = r->store;
+    fo.presence = r->presence;
+    fo.cache_ms = r->cache_ms;
     if ((rc = chat_bus_redis_new(&r->out, &ro)) != CHAT_OK ||
+        (fo.bus = r->out, rc = chat_fanout_new(&r->fan, &fo)) != CHAT_OK ||
         (rc = chat_bus_kafka_new(kafka_in, &ko)) != CHAT_OK ||
         (rc = chat_bus_subscribe(*kafka_in, route, r)) != CHAT_OK) {
         chatd_log(CHAT_LOG_ERROR, "event=start_failed msg=\"%s\"",
@@ -282,7 +292,7 @@ int service_main(const service_def *d, int argc, char **argv)
     chat_log *log = NULL;
     chat_bus *bus = NULL, *in = NULL;
     chat_presence *presence = NULL;
-    router fan = {NULL, NULL, NULL};
+    router fan = {NULL, NULL, NULL, NULL, 0};
     chat_server *srv = NULL;
     char conninfo[2048], def_listen[32], host[256], gateway[CHAT_ID_LEN + 1];
     const char *listen, *secret, *redis, *dynamo, *kafka, *w;
@@ -348,6 +358,16 @@ int service_main(const service_def *d, int argc, char **argv)
     if (d->fanout && !kafka) {
         fprintf(stderr, "%s: KAFKA_BROKERS must be set\n", d->name);
         return 2;
+    }
+    if (d->fanout && (w = getenv("CHAT_ROUTE_CACHE_MS")) != NULL && *w) {
+        long ms = strtol(w, &end, 10);
+        if (*end || ms < -1 || ms > 60000) {
+            fprintf(stderr,
+                    "%s: CHAT_ROUTE_CACHE_MS must be -1 (off) or 0..60000\n",
+                    d->name);
+            return 2;
+        }
+        fan.cache_ms = (int)ms;
     }
     dynamo = getenv("DYNAMODB_ENDPOINT");
     gateway[0] = '\0';
@@ -469,7 +489,8 @@ out:
     chat_bus_free(bus);
     chat_presence_free(presence); /* this gateway's users leave the registry */
     chat_bus_free(in);            /* stops consuming, commits what was routed */
-    chat_bus_free(fan.out);       /* then the Redis side */
+    chat_fanout_free(fan.fan);
+    chat_bus_free(fan.out); /* then the Redis side */
     chat_presence_free(fan.presence);
     chat_store_free(store);
     chatd_log(CHAT_LOG_INFO, "event=stopped status=%d", status);

@@ -121,6 +121,53 @@ CHAT_API void chat_presence_free(chat_presence *p);
 CHAT_API int chat_fanout_route(chat_store *store, chat_presence *presence,
                                chat_bus *bus, const chat_event *ev);
 
+/** A router that remembers, for a short time, which gateways each
+ *  conversation's members are on (see chat_fanout_new()). */
+typedef struct chat_fanout chat_fanout;
+
+/** chat_fanout_opts.version of this header. */
+#define CHAT_FANOUT_OPTS_VERSION 1
+
+/** Options of chat_fanout_new(). The handles are borrowed and must
+ *  outlive the router. */
+typedef struct chat_fanout_opts {
+    unsigned version; /**< CHAT_FANOUT_OPTS_VERSION */
+    chat_store *store;
+    chat_presence *presence;
+    chat_bus *bus; /**< where events go (chat_bus_publish_to) */
+    /** How long a conversation's gateways are reused: 0 = 100 ms; a
+     *  negative value = never (every event as chat_fanout_route()). */
+    int cache_ms;
+} chat_fanout_opts;
+
+/** Fill @p o with the defaults (for FFI callers). */
+CHAT_API void chat_fanout_opts_init(chat_fanout_opts *o);
+
+/**
+ * A router for a fanout-worker. chat_fanout_event() routes like
+ * chat_fanout_route(), except that an event for a conversation's members
+ * (without explicit recipients) reuses the gateways found for that
+ * conversation's previous event if they are younger than cache_ms: at
+ * 1,000 messages/s into a busy group that is ten lookups a second instead
+ * of a thousand members queries and presence lookups. The price: a
+ * member's socket on a gateway none of the members was on, or a member
+ * added by an event this router did not see, may be missed for up to
+ * cache_ms (clients catch up from history on connect and on
+ * conversation:updated). A membership change seen by the router drops
+ * that conversation at once.
+ * @return CHAT_OK and *out; CHAT_EINVAL; CHAT_ENOMEM.
+ */
+CHAT_API CHAT_WARN_UNUSED int chat_fanout_new(chat_fanout **out,
+                                              const chat_fanout_opts *o);
+
+/** Route @p ev (see chat_fanout_new()). Blocks like chat_fanout_route(),
+ *  with the same return values; thread-safe (lookups run outside the
+ *  router's lock). */
+CHAT_API int chat_fanout_event(chat_fanout *f, const chat_event *ev);
+
+/** Free the router; NULL is accepted. */
+CHAT_API void chat_fanout_free(chat_fanout *f);
+
 CHAT_END_DECLS
 
 #endif /* CHAT_PRESENCE_H */

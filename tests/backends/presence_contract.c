@@ -394,6 +394,120 @@ START_TEST(route_to_the_members_gateways)
 }
 END_TEST
 
+/* Wait until in holds n events (1 s at most); the count. */
+static int count_until(inbox *in, int n)
+{
+    int i;
+
+    for (i = 0; i < 50 && count(in) < n; i++)
+        usleep(20000);
+    return count(in);
+}
+
+/* chat_fanout reuses a conversation's gateways for cache_ms: bob moving
+ * from gateway 2 to gateway 3 is seen once the entry is older than that,
+ * or at once after a membership change it routed; cache_ms -1 looks up
+ * every event. */
+START_TEST(cached_router)
+{
+    char gid[3][CHAT_ID_LEN + 1], a[CHAT_ID_LEN + 1], b[CHAT_ID_LEN + 1],
+        channel[96], dir[] = "/tmp/chat-presence-XXXXXX", path[128];
+    chat_presence *reg[3], *loc;
+    chat_bus *gw[3], *pub;
+    chat_fanout *f, *nocache;
+    chat_fanout_opts fo;
+    inbox in[3];
+    chat_store *store;
+    chat_conv conv;
+    chat_event ev, changed;
+    const char *bob[1] = {b};
+    int i;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/chat.db", dir);
+    ck_assert_int_eq(chat_store_sqlite_open(&store, path, NULL), CHAT_OK);
+    make_user(store, "alice", a);
+    make_user(store, "bob", b);
+    ck_assert_int_eq(chat_store_conv_dm(store, a, b, &conv, NULL), CHAT_OK);
+    snprintf(channel, sizeof channel, "%scached", g_prefix);
+    for (i = 0; i < 3; i++) {
+        new_id(gid[i]);
+        memset(&in[i], 0, sizeof in[i]);
+        pthread_mutex_init(&in[i].lock, NULL);
+        reg[i] = open_presence(gid[i]);
+        gw[i] = open_bus(gid[i], channel);
+        ck_assert_int_eq(chat_bus_subscribe(gw[i], on_event, &in[i]), CHAT_OK);
+    }
+    pub = open_bus(NULL, channel);
+    loc = open_presence(NULL);
+    chat_fanout_opts_init(&fo);
+    fo.store = store;
+    fo.presence = loc;
+    fo.bus = pub;
+    fo.cache_ms = 400;
+    ck_assert_int_eq(chat_fanout_new(&f, &fo), CHAT_OK);
+    fo.cache_ms = -1;
+    ck_assert_int_eq(chat_fanout_new(&nocache, &fo), CHAT_OK);
+    ck_assert_int_eq(chat_presence_set(reg[0], a, 1), CHAT_OK);
+    ck_assert_int_eq(chat_presence_set(reg[1], b, 1), CHAT_OK);
+    until_at(loc, bob, 1, gid[1]);
+
+    memset(&ev, 0, sizeof ev);
+    ev.type = CHAT_EVENT_MESSAGE_NEW;
+    ev.conversation_id = conv.id;
+    ev.user_id = a;
+    ev.to_members = 1;
+    ev.payload = "{}";
+    ev.payload_len = 2;
+    ck_assert_int_eq(chat_fanout_event(f, &ev), CHAT_OK);
+    ck_assert_int_eq(count_until(&in[1], 1), 1);
+    /* bob moves to gateway 3 */
+    ck_assert_int_eq(chat_presence_set(reg[2], b, 1), CHAT_OK);
+    ck_assert_int_eq(chat_presence_set(reg[1], b, 0), CHAT_OK);
+    until_at(loc, bob, 1, gid[2]);
+    /* uncached: gateway 3 at once */
+    ck_assert_int_eq(chat_fanout_event(nocache, &ev), CHAT_OK);
+    ck_assert_int_eq(count_until(&in[2], 1), 1);
+    /* cached: the entry is still young, so still gateway 2 */
+    ck_assert_int_eq(chat_fanout_event(f, &ev), CHAT_OK);
+    ck_assert_int_eq(count_until(&in[1], 2), 2);
+    ck_assert_int_eq(count(&in[2]), 1);
+    /* older than cache_ms: looked up again */
+    usleep(450000);
+    ck_assert_int_eq(chat_fanout_event(f, &ev), CHAT_OK);
+    ck_assert_int_eq(count_until(&in[2], 2), 2);
+    ck_assert_int_eq(count(&in[1]), 2);
+    /* back to gateway 2; a membership change drops the entry at once */
+    ck_assert_int_eq(chat_presence_set(reg[1], b, 1), CHAT_OK);
+    ck_assert_int_eq(chat_presence_set(reg[2], b, 0), CHAT_OK);
+    until_at(loc, bob, 1, gid[1]);
+    changed = ev;
+    changed.type = CHAT_EVENT_CONVERSATION_UPDATED;
+    changed.members_changed = 1;
+    ck_assert_int_eq(chat_fanout_event(f, &changed), CHAT_OK); /* to all */
+    ck_assert_int_eq(count_until(&in[1], 3), 3);
+    ck_assert_int_eq(count_until(&in[2], 3), 3);
+    ck_assert_int_eq(chat_fanout_event(f, &ev), CHAT_OK);
+    ck_assert_int_eq(count_until(&in[1], 4), 4);
+    usleep(100000);
+    ck_assert_int_eq(count(&in[2]), 3);
+    ck_assert_int_eq(count(&in[0]), 6); /* alice, on gateway 1: all six */
+
+    chat_fanout_free(f);
+    chat_fanout_free(nocache);
+    chat_bus_free(pub);
+    for (i = 0; i < 3; i++) {
+        chat_bus_free(gw[i]);
+        chat_presence_free(reg[i]);
+        pthread_mutex_destroy(&in[i].lock);
+    }
+    chat_presence_free(loc);
+    chat_store_free(store);
+    snprintf(path, sizeof path, "rm -rf %s", dir);
+    ck_assert_int_eq(system(path), 0);
+}
+END_TEST
+
 START_TEST(bad_options)
 {
     chat_presence_redis_opts o;
@@ -434,6 +548,7 @@ int main(void)
     tcase_add_test(tc, dead_gateway_expires);
     tcase_add_test(tc, route_to_the_members_gateways);
     tcase_add_test(tc, heartbeats_and_redis_restart);
+    tcase_add_test(tc, cached_router);
     tcase_add_test(tc, bad_options);
     suite_add_tcase(s, tc);
     return chat_test_run(s);
