@@ -40,6 +40,8 @@ typedef struct chat_presence_ops {
     int (*locate)(chat_presence *p, const char *const *user_ids, int n,
                   chat_id *gateways, int max, int *ngateways);
     void (*free)(chat_presence *p);
+    /** The registry's epoch (see chat_presence_epoch()); NULL: none. */
+    int (*epoch)(chat_presence *p, int64_t *epoch);
 } chat_presence_ops;
 
 /** Base of every presence object; backends embed it first. */
@@ -95,6 +97,14 @@ CHAT_API int chat_presence_locate(chat_presence *p, const char *const *user_ids,
                                   int n, chat_id *gateways, int max,
                                   int *ngateways);
 
+/** The registry's epoch: a number that changes whenever a user gets an
+ *  entry on a gateway where they had none (written in the same pipeline,
+ *  after the entry). What was located while the epoch read before it was
+ *  current is still good, as far as new sockets go. One round trip.
+ *  @return CHAT_OK; CHAT_EUNAVAIL; CHAT_EINVAL (a backend without
+ *          epochs). */
+CHAT_API int chat_presence_epoch(chat_presence *p, int64_t *epoch);
+
 /** The gateway id this handle records under; "" for a locator. The
  *  string lives as long as @p p. */
 CHAT_API const char *chat_presence_gateway_id(const chat_presence *p);
@@ -147,14 +157,17 @@ CHAT_API void chat_fanout_opts_init(chat_fanout_opts *o);
  * A router for a fanout-worker. chat_fanout_event() routes like
  * chat_fanout_route(), except that an event for a conversation's members
  * (without explicit recipients) reuses the gateways found for that
- * conversation's previous event if they are younger than cache_ms: at
- * 1,000 messages/s into a busy group that is ten lookups a second instead
- * of a thousand members queries and presence lookups. The price: a
- * member's socket on a gateway none of the members was on, or a member
- * added by an event this router did not see, may be missed for up to
- * cache_ms (clients catch up from history on connect and on
- * conversation:updated). A membership change seen by the router drops
- * that conversation at once.
+ * conversation's previous event while they are younger than cache_ms and
+ * the registry's epoch (chat_presence_epoch(), read for every event) has
+ * not moved: at 1,000 messages/s into a busy group that is one GET per
+ * event and a few lookups a second instead of a thousand members queries
+ * and 100,000 presence reads. A socket that appears on a new gateway
+ * moves the epoch, so it is never missed for the cache's sake; the price
+ * is that a member added by an event this router did not see (another
+ * worker's partition) may be missed for up to cache_ms (clients catch up
+ * on conversation:updated, which goes to every gateway). A membership
+ * change seen by the router drops that conversation at once. If the epoch
+ * cannot be read, the event is routed without the cache.
  * @return CHAT_OK and *out; CHAT_EINVAL; CHAT_ENOMEM.
  */
 CHAT_API CHAT_WARN_UNUSED int chat_fanout_new(chat_fanout **out,

@@ -3,8 +3,10 @@
  * Runs on the fanout-worker's consumer thread: one members query, one
  * pipelined presence lookup, one PUBLISH per gateway that has a
  * recipient. chat_fanout keeps the gateways found per conversation for a
- * short time, so a busy conversation costs the lookups once per cache_ms
- * rather than once per event. */
+ * short time, so a busy conversation costs one read of the registry's
+ * epoch per event and the lookups once per cache_ms, not once per event.
+ * An entry is used only while the epoch is the one read before its
+ * lookup: a user who got a socket on a gateway since is seen at once. */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -99,7 +101,8 @@ int chat_fanout_route(chat_store *store, chat_presence *presence, chat_bus *bus,
 typedef struct slot {
     char conv[CHAT_ID_LEN + 1]; /* "" = empty */
     int64_t expires_us;
-    int all; /* more gateways than tracked: publish to every one */
+    int64_t epoch; /* the registry's, read before the lookup */
+    int all;       /* more gateways than tracked: publish to every one */
     int ngw;
     chat_id *gw; /* ngw of them; owned */
 } slot;
@@ -155,15 +158,16 @@ static slot *slot_of(chat_fanout *f, const char *conv)
 
 /* A copy of conv's cached gateways into gw: 1 if there was one young
  * enough (*all, *ngw set), else 0. */
-static int cache_get(chat_fanout *f, const char *conv, chat_id *gw, int *ngw,
-                     int *all)
+static int cache_get(chat_fanout *f, const char *conv, int64_t epoch,
+                     chat_id *gw, int *ngw, int *all)
 {
     slot *s;
     int hit;
 
     pthread_mutex_lock(&f->lock);
     s = slot_of(f, conv);
-    hit = !strcmp(s->conv, conv) && s->expires_us > chat__mono_us();
+    hit = !strcmp(s->conv, conv) && s->epoch == epoch &&
+          s->expires_us > chat__mono_us();
     if (hit) {
         *all = s->all;
         *ngw = s->ngw;
@@ -174,8 +178,8 @@ static int cache_get(chat_fanout *f, const char *conv, chat_id *gw, int *ngw,
     return hit;
 }
 
-static void cache_put(chat_fanout *f, const char *conv, const chat_id *gw,
-                      int ngw, int all, int64_t born_us)
+static void cache_put(chat_fanout *f, const char *conv, int64_t epoch,
+                      const chat_id *gw, int ngw, int all, int64_t born_us)
 {
     chat_id *copy = NULL;
     slot *s;
@@ -189,6 +193,7 @@ static void cache_put(chat_fanout *f, const char *conv, const chat_id *gw,
     chat__free(s->gw);
     snprintf(s->conv, sizeof s->conv, "%s", conv);
     s->expires_us = born_us + (int64_t)f->o.cache_ms * 1000;
+    s->epoch = epoch;
     s->all = all;
     s->ngw = ngw;
     s->gw = copy;
@@ -210,11 +215,12 @@ int chat_fanout_event(chat_fanout *f, const chat_event *ev)
 {
     chat_id *gw;
     int ngw = 0, all = 0, rc;
-    int64_t born;
+    int64_t born, epoch = 0;
 
     CHAT_ASSERT_ARG(f && ev);
     if (f->o.cache_ms < 0 || !ev->to_members || !ev->conversation_id ||
-        ev->nrecipients > 0 || ev->members_changed) {
+        ev->nrecipients > 0 || ev->members_changed ||
+        chat_presence_epoch(f->o.presence, &epoch) != CHAT_OK) {
         if (ev->members_changed && ev->conversation_id)
             cache_drop(f, ev->conversation_id);
         return chat_fanout_route(f->o.store, f->o.presence, f->o.bus, ev);
@@ -222,14 +228,15 @@ int chat_fanout_event(chat_fanout *f, const chat_event *ev)
     gw = chat__calloc(ROUTE_GATEWAYS_MAX, sizeof *gw);
     if (gw == NULL)
         return chat__error(CHAT_ENOMEM, "out of memory");
-    if (cache_get(f, ev->conversation_id, gw, &ngw, &all)) {
+    if (cache_get(f, ev->conversation_id, epoch, gw, &ngw, &all)) {
         rc = publish(f->o.bus, ev, all ? CHAT_ELIMIT : CHAT_OK, gw, ngw);
     } else {
         born = chat__mono_us(); /* the age counts from before the lookup */
         rc = locate(f->o.store, f->o.presence, ev->conversation_id, NULL, 0, gw,
                     &ngw);
         if (rc == CHAT_OK || rc == CHAT_ELIMIT) {
-            cache_put(f, ev->conversation_id, gw, ngw, rc == CHAT_ELIMIT, born);
+            cache_put(f, ev->conversation_id, epoch, gw, ngw, rc == CHAT_ELIMIT,
+                      born);
             rc = publish(f->o.bus, ev, rc, gw, ngw);
         }
     }

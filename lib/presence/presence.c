@@ -19,6 +19,15 @@ int chat_presence_locate(chat_presence *p, const char *const *user_ids, int n,
     return p->ops->locate(p, user_ids, n, gateways, max, ngateways);
 }
 
+int chat_presence_epoch(chat_presence *p, int64_t *epoch)
+{
+    CHAT_ASSERT_ARG(p && epoch);
+    if (p->ops->epoch == NULL)
+        return chat__error(CHAT_EINVAL, "the %s registry has no epoch",
+                           p->ops->name);
+    return p->ops->epoch(p, epoch);
+}
+
 const char *chat_presence_gateway_id(const chat_presence *p)
 {
     return p ? p->gateway_id : "";

@@ -6,9 +6,14 @@
  * thread per gateway handle writes the queue to Redis (pipelined) and,
  * every ttl / 3, renews every online user's entry. After any Redis error
  * the next round is a full renewal, which is also how the registry comes
- * back after Redis lost its data. Lookups use their own connection. */
+ * back after Redis lost its data. A round that writes entries (a user's
+ * first socket here, or a renewal, which re-adds what Redis lost) also
+ * bumps "<prefix>epoch", after them, so that routers caching lookups know
+ * to look again. Lookups use
+ * their own connection. */
 #include <hiredis/hiredis.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -188,11 +193,22 @@ static void *writer_main(void *arg)
             rc = chat_error_last()->code;
         } else {
             int64_t expires = chat_time_now_ms() + p->ttl_ms;
+            /* renewals too: after Redis lost its data they add again */
+            int added = nall > 0;
             /* removals first: a full renewal does not name those users */
-            for (change *ch = list; ch; ch = ch->next)
+            for (change *ch = list; ch; ch = ch->next) {
                 replies += append_user(p, c, ch->id, ch->online, expires);
+                added |= ch->online;
+            }
             for (size_t i = 0; i < nall; i++)
                 replies += append_user(p, c, all[i].id, 1, expires);
+            if (added) {
+                char key[96];
+                const char *argv[2] = {"INCR", key};
+                snprintf(key, sizeof key, "%sepoch", p->prefix);
+                redisAppendCommandArgv(c, 2, argv, NULL);
+                replies++;
+            }
             rc = drain(c, replies);
         }
         free_changes(list);
@@ -369,6 +385,42 @@ static int presence_locate(chat_presence *base, const char *const *users, int n,
     return rc;
 }
 
+static int presence_epoch(chat_presence *base, int64_t *epoch)
+{
+    redis_presence *p = (redis_presence *)base;
+    char key[96];
+    int rc = CHAT_EUNAVAIL, attempt;
+
+    snprintf(key, sizeof key, "%sepoch", p->prefix);
+    pthread_mutex_lock(&p->loc_lock);
+    for (attempt = 0; attempt < 2; attempt++) {
+        redisReply *r;
+        if (p->loc == NULL && (p->loc = chat__redis_connect(&p->to)) == NULL) {
+            rc = chat_error_last()->code;
+            continue;
+        }
+        r = redisCommand(p->loc, "GET %s", key);
+        if (r != NULL) {
+            rc = CHAT_OK;
+            if (r->type == REDIS_REPLY_STRING)
+                *epoch = strtoll(r->str, NULL, 10);
+            else if (r->type == REDIS_REPLY_NIL)
+                *epoch = 0; /* a Redis that lost its data */
+            else
+                rc = chat__error(CHAT_EUNAVAIL, "Redis GET %s: %s", key,
+                                 r->type == REDIS_REPLY_ERROR ? r->str
+                                                              : "bad reply");
+            freeReplyObject(r);
+            break;
+        }
+        rc = chat__error(CHAT_EUNAVAIL, "Redis: %s", p->loc->errstr);
+        redisFree(p->loc); /* start over on a new connection */
+        p->loc = NULL;
+    }
+    pthread_mutex_unlock(&p->loc_lock);
+    return rc;
+}
+
 static void presence_free(chat_presence *base)
 {
     redis_presence *p = (redis_presence *)base;
@@ -399,7 +451,7 @@ static void presence_free(chat_presence *base)
 }
 
 static const chat_presence_ops g_ops = {"redis", presence_set, presence_locate,
-                                        presence_free};
+                                        presence_free, presence_epoch};
 
 int chat_presence_redis_new(chat_presence **out,
                             const chat_presence_redis_opts *o)

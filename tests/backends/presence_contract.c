@@ -20,7 +20,7 @@
 
 static char g_prefix[64];
 
-static chat_presence *open_presence(const char *gateway)
+static chat_presence *open_presence_ttl(const char *gateway, int ttl_ms)
 {
     chat_presence_redis_opts o;
     chat_presence *p = NULL;
@@ -28,10 +28,15 @@ static chat_presence *open_presence(const char *gateway)
     chat_presence_redis_opts_init(&o);
     o.url = getenv("REDIS_URL");
     o.gateway_id = gateway;
-    o.ttl_ms = TTL_MS;
+    o.ttl_ms = ttl_ms;
     o.prefix = g_prefix;
     ck_assert_int_eq(chat_presence_redis_new(&p, &o), CHAT_OK);
     return p;
+}
+
+static chat_presence *open_presence(const char *gateway)
+{
+    return open_presence_ttl(gateway, TTL_MS);
 }
 
 static void new_id(char out[CHAT_ID_LEN + 1])
@@ -404,14 +409,15 @@ static int count_until(inbox *in, int n)
     return count(in);
 }
 
-/* chat_fanout reuses a conversation's gateways for cache_ms: bob moving
- * from gateway 2 to gateway 3 is seen once the entry is older than that,
- * or at once after a membership change it routed; cache_ms -1 looks up
- * every event. */
+/* chat_fanout: a socket on a new gateway moves the registry's epoch and
+ * is routed to at once; a member added behind the router's back is seen
+ * once the entry is older than cache_ms, or at once after a membership
+ * change it routed; cache_ms -1 looks up every event. */
 START_TEST(cached_router)
 {
     char gid[3][CHAT_ID_LEN + 1], a[CHAT_ID_LEN + 1], b[CHAT_ID_LEN + 1],
-        channel[96], dir[] = "/tmp/chat-presence-XXXXXX", path[128];
+        c[CHAT_ID_LEN + 1], channel[96], dir[] = "/tmp/chat-presence-XXXXXX",
+                                         path[128];
     chat_presence *reg[3], *loc;
     chat_bus *gw[3], *pub;
     chat_fanout *f, *nocache;
@@ -420,7 +426,8 @@ START_TEST(cached_router)
     chat_store *store;
     chat_conv conv;
     chat_event ev, changed;
-    const char *bob[1] = {b};
+    const char *bob[1] = {b}, *carol[1] = {c}, *members[1] = {b};
+    int64_t e0, e1;
     int i;
 
     ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -428,13 +435,15 @@ START_TEST(cached_router)
     ck_assert_int_eq(chat_store_sqlite_open(&store, path, NULL), CHAT_OK);
     make_user(store, "alice", a);
     make_user(store, "bob", b);
-    ck_assert_int_eq(chat_store_conv_dm(store, a, b, &conv, NULL), CHAT_OK);
+    make_user(store, "carol", c);
+    ck_assert_int_eq(chat_store_conv_group(store, a, "g", members, 1, &conv),
+                     CHAT_OK);
     snprintf(channel, sizeof channel, "%scached", g_prefix);
     for (i = 0; i < 3; i++) {
         new_id(gid[i]);
         memset(&in[i], 0, sizeof in[i]);
         pthread_mutex_init(&in[i].lock, NULL);
-        reg[i] = open_presence(gid[i]);
+        reg[i] = open_presence_ttl(gid[i], 60000); /* no renewal meanwhile */
         gw[i] = open_bus(gid[i], channel);
         ck_assert_int_eq(chat_bus_subscribe(gw[i], on_event, &in[i]), CHAT_OK);
     }
@@ -461,37 +470,45 @@ START_TEST(cached_router)
     ev.payload_len = 2;
     ck_assert_int_eq(chat_fanout_event(f, &ev), CHAT_OK);
     ck_assert_int_eq(count_until(&in[1], 1), 1);
-    /* bob moves to gateway 3 */
+    /* bob moves to gateway 3: the epoch moves, the router follows */
+    ck_assert_int_eq(chat_presence_epoch(loc, &e0), CHAT_OK);
     ck_assert_int_eq(chat_presence_set(reg[2], b, 1), CHAT_OK);
     ck_assert_int_eq(chat_presence_set(reg[1], b, 0), CHAT_OK);
     until_at(loc, bob, 1, gid[2]);
-    /* uncached: gateway 3 at once */
-    ck_assert_int_eq(chat_fanout_event(nocache, &ev), CHAT_OK);
+    ck_assert_int_eq(chat_presence_epoch(loc, &e1), CHAT_OK);
+    ck_assert_int_gt(e1, e0);
+    ck_assert_int_eq(chat_fanout_event(f, &ev), CHAT_OK);
     ck_assert_int_eq(count_until(&in[2], 1), 1);
-    /* cached: the entry is still young, so still gateway 2 */
-    ck_assert_int_eq(chat_fanout_event(f, &ev), CHAT_OK);
-    ck_assert_int_eq(count_until(&in[1], 2), 2);
-    ck_assert_int_eq(count(&in[2]), 1);
-    /* older than cache_ms: looked up again */
-    usleep(450000);
-    ck_assert_int_eq(chat_fanout_event(f, &ev), CHAT_OK);
+    ck_assert_int_eq(count(&in[1]), 1);
+    /* carol comes online on gateway 2, then is added in the store only */
+    ck_assert_int_eq(chat_presence_set(reg[1], c, 1), CHAT_OK);
+    until_at(loc, carol, 1, gid[1]);
+    ck_assert_int_eq(chat_fanout_event(f, &ev), CHAT_OK); /* caches a, b */
     ck_assert_int_eq(count_until(&in[2], 2), 2);
-    ck_assert_int_eq(count(&in[1]), 2);
-    /* back to gateway 2; a membership change drops the entry at once */
-    ck_assert_int_eq(chat_presence_set(reg[1], b, 1), CHAT_OK);
-    ck_assert_int_eq(chat_presence_set(reg[2], b, 0), CHAT_OK);
-    until_at(loc, bob, 1, gid[1]);
+    ck_assert_int_eq(chat_store_member_add(store, conv.id, c, 0), CHAT_OK);
+    ck_assert_int_eq(chat_fanout_event(f, &ev), CHAT_OK); /* young: stale */
+    ck_assert_int_eq(count_until(&in[2], 3), 3);
+    ck_assert_int_eq(count(&in[1]), 1);
+    ck_assert_int_eq(chat_fanout_event(nocache, &ev), CHAT_OK); /* fresh */
+    ck_assert_int_eq(count_until(&in[1], 2), 2);
+    ck_assert_int_eq(count_until(&in[2], 4), 4);
+    usleep(450000); /* older than cache_ms: looked up again */
+    ck_assert_int_eq(chat_fanout_event(f, &ev), CHAT_OK);
+    ck_assert_int_eq(count_until(&in[1], 3), 3);
+    ck_assert_int_eq(count_until(&in[2], 5), 5);
+    /* carol leaves; the membership change routed drops the entry */
+    ck_assert_int_eq(chat_store_member_remove(store, conv.id, c), CHAT_OK);
     changed = ev;
     changed.type = CHAT_EVENT_CONVERSATION_UPDATED;
     changed.members_changed = 1;
     ck_assert_int_eq(chat_fanout_event(f, &changed), CHAT_OK); /* to all */
-    ck_assert_int_eq(count_until(&in[1], 3), 3);
-    ck_assert_int_eq(count_until(&in[2], 3), 3);
-    ck_assert_int_eq(chat_fanout_event(f, &ev), CHAT_OK);
     ck_assert_int_eq(count_until(&in[1], 4), 4);
+    ck_assert_int_eq(count_until(&in[2], 6), 6);
+    ck_assert_int_eq(chat_fanout_event(f, &ev), CHAT_OK);
+    ck_assert_int_eq(count_until(&in[2], 7), 7);
     usleep(100000);
-    ck_assert_int_eq(count(&in[2]), 3);
-    ck_assert_int_eq(count(&in[0]), 6); /* alice, on gateway 1: all six */
+    ck_assert_int_eq(count(&in[1]), 4);
+    ck_assert_int_eq(count(&in[0]), 8); /* alice, on gateway 1: all eight */
 
     chat_fanout_free(f);
     chat_fanout_free(nocache);

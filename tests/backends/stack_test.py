@@ -12,6 +12,7 @@ gateways' heartbeats refill the presence registry, routing resumes).
 
     BUILD_DIR=build /usr/bin/python3 stack_test.py
 """
+import http.client
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -240,46 +242,84 @@ class Stack(unittest.TestCase):
 
 
     def test_5_fanout_worker_killed(self):
-        """kill -9 fanout-workers while messages flow: the other worker
-        takes the partitions over from the last committed offsets, so
-        every member hears every message (at least once; clients drop
-        repeats by seq), and the killed ones start again."""
+        """kill -9 each fanout-worker in turn while 10,000 messages flow
+        into four groups: the other worker takes the partitions over from
+        the last committed offsets, so every member hears every message
+        (at least once; clients drop repeats by seq), and the killed ones
+        start again."""
         if not self.env.get("KAFKA_BROKERS"):
             self.skipTest("the stack runs without Kafka")
         gw1, gw2 = self.env["REALTIME_GATEWAY_1_URL"], self.env["REALTIME_GATEWAY_2_URL"]
         a, b, c = self.user("fa"), self.user("fb"), self.user("fc")
         cb, cc = self.connect(gw1, b), self.connect(gw2, c)
-        st, g = self.api("POST", "/api/chats/conversations/group",
-                         {"title": "fanout", "member_ids": [b["id"], c["id"]]},
-                         a["token"])
-        self.assertEqual(st, 201)
-        n = 400
-        # the conversation's partition is on one of the two workers: kill
-        # one, start it again, then kill the other
-        for i in range(1, n + 1):
-            self.send(g["id"], a, "m%d" % i)
-            if i in (n // 3, 2 * n // 3):
-                w = "fanout-worker-%d" % (1 if i == n // 3 else 2)
-                with open(os.path.join(self.dir, "pids", w)) as f:
-                    os.kill(int(f.read()), signal.SIGKILL)
-                if w.endswith("1"):
-                    subprocess.run([STACK, "start", w], env=self.envp,
-                                   check=True, timeout=60)
+        groups = []
+        for i in range(4):  # four conversations: their partitions spread
+            st, g = self.api("POST", "/api/chats/conversations/group",
+                             {"title": "fanout %d" % i,
+                              "member_ids": [b["id"], c["id"]]}, a["token"])
+            self.assertEqual(st, 201)
+            groups.append(g["id"])
+        total = int(os.environ.get("STACK_FAULT_MESSAGES", "10000"))
+        per = total // len(groups)
+        sent = [0] * len(groups)
+        errors = []
+        host, port = self.edge.split("//")[1].split(":")
+
+        def sender(k):
+            # one keep-alive connection per group, through the edge
+            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            try:
+                for i in range(1, per + 1):
+                    conn.request("POST", "/api/messages/conversations/%s/messages"
+                                 % groups[k], json.dumps({"content": "m%d" % i}),
+                                 {"Content-Type": "application/json",
+                                  "Authorization": "Bearer " + a["token"]})
+                    r = conn.getresponse()
+                    r.read()
+                    if r.status != 201:
+                        errors.append(r.status)
+                        return
+                    sent[k] = i
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(repr(e))
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=sender, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        # kill one worker at a third of the load, start it again, kill the
+        # other at two thirds
+        for w, at in (("fanout-worker-1", total // 3),
+                      ("fanout-worker-2", 2 * total // 3)):
+            while sum(sent) < at and not errors and any(t.is_alive() for t in threads):
+                time.sleep(0.01)
+            with open(os.path.join(self.dir, "pids", w)) as f:
+                os.kill(int(f.read()), signal.SIGKILL)
+            if w.endswith("1"):
+                subprocess.run([STACK, "start", w], env=self.envp,
+                               check=True, timeout=60)
+        for t in threads:
+            t.join(timeout=300)
+        self.assertEqual(errors, [])
+        self.assertEqual(sum(sent), per * len(groups))
         for cl in (cb, cc):
-            seen = set()
-            deadline = time.time() + 90
-            while len(seen) < n and time.time() < deadline:
+            seen = {g: set() for g in groups}
+            deadline = time.time() + 120
+            while (sum(len(v) for v in seen.values()) < per * len(groups)
+                   and time.time() < deadline):
                 try:
                     d = cl.wait("message:new",
-                                lambda d: d["conversation_id"] == g["id"],
+                                lambda d: d["conversation_id"] in seen,
                                 timeout=max(0.1, deadline - time.time()))
                 except AssertionError:
                     break
-                seen.add(d["seq"])
-            self.assertEqual(sorted(seen), list(range(1, n + 1)))
+                seen[d["conversation_id"]].add(d["seq"])
+            for g in groups:
+                self.assertEqual(sorted(seen[g]), list(range(1, per + 1)))
         subprocess.run([STACK, "start", "fanout-worker-2"], env=self.envp,
                        check=True, timeout=60)
-        m = self.send(g["id"], a, "after the restarts")
+        m = self.send(groups[0], a, "after the restarts")
         cb.wait("message:new", lambda d: d["message_id"] == m["message_id"],
                 timeout=30)
 
