@@ -124,6 +124,25 @@ static void kafka_opts(chat_kafka_opts *ko, const char *brokers,
     ko->group_id = group;
 }
 
+/* A connection cap from env: -1 (none) or 1..1000000; 0 if unset. */
+static int conn_limit(const service_def *d, const char *name, int *out)
+{
+    const char *v = getenv(name);
+    char *end;
+    long n;
+
+    if (v == NULL || *v == '\0')
+        return 0;
+    n = strtol(v, &end, 10);
+    if (*end || n == 0 || n < -1 || n > 1000000) {
+        fprintf(stderr, "%s: %s must be -1 (no limit) or 1..1000000\n", d->name,
+                name);
+        return 1;
+    }
+    *out = (int)n;
+    return 0;
+}
+
 static void usage(const service_def *d)
 {
     printf(
@@ -359,6 +378,21 @@ int service_main(const service_def *d, int argc, char **argv)
         fprintf(stderr, "%s: KAFKA_BROKERS must be set\n", d->name);
         return 2;
     }
+    /* the same limits as chatd, from the same variables; checked before
+     * any backend is opened, so a typo is a clear exit 2 */
+    so.rate_login_ip = getenv("CHAT_RATE_LOGIN_IP");
+    so.rate_login_account = getenv("CHAT_RATE_LOGIN_ACCOUNT");
+    so.rate_send = getenv("CHAT_RATE_SEND");
+    so.rate_token = getenv("CHAT_RATE_TOKEN");
+    so.rate_events = getenv("CHAT_RATE_EVENTS");
+    so.rate_redis_url = redis; /* limits shared by every instance */
+    if (conn_limit(d, "CHAT_MAX_CONN_USER", &so.rt_max_per_user) ||
+        conn_limit(d, "CHAT_MAX_CONN_IP", &so.rt_max_per_ip))
+        return 2;
+    if (chat_server_opts_check(&so) != CHAT_OK) {
+        fprintf(stderr, "%s: %s\n", d->name, chat_error_last()->message);
+        return 2;
+    }
     if (d->fanout && (w = getenv("CHAT_ROUTE_CACHE_MS")) != NULL && *w) {
         long ms = strtol(w, &end, 10);
         if (*end || ms < -1 || ms > 60000) {
@@ -447,17 +481,6 @@ int service_main(const service_def *d, int argc, char **argv)
     so.workers = workers;
     so.jwt_secret = (const uint8_t *)secret;
     so.jwt_secret_len = strlen(secret);
-    /* the same limits as chatd, from the same variables */
-    so.rate_login_ip = getenv("CHAT_RATE_LOGIN_IP");
-    so.rate_login_account = getenv("CHAT_RATE_LOGIN_ACCOUNT");
-    so.rate_send = getenv("CHAT_RATE_SEND");
-    so.rate_token = getenv("CHAT_RATE_TOKEN");
-    so.rate_events = getenv("CHAT_RATE_EVENTS");
-    so.rate_redis_url = redis; /* limits shared by every instance */
-    if (getenv("CHAT_MAX_CONN_USER"))
-        so.rt_max_per_user = atoi(getenv("CHAT_MAX_CONN_USER"));
-    if (getenv("CHAT_MAX_CONN_IP"))
-        so.rt_max_per_ip = atoi(getenv("CHAT_MAX_CONN_IP"));
     /* behind the edge: the client's address is nginx's X-Forwarded-For */
     so.trust_proxy =
         chatd_flag(argc, argv, "--trust-proxy", "CHAT_TRUST_PROXY");

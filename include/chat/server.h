@@ -88,6 +88,16 @@ typedef struct chat_server_opts {
 CHAT_API void chat_server_opts_init(chat_server_opts *o);
 
 /**
+ * Check the options that need no backend (the rate strings,
+ * rate_redis_url's syntax, the connection caps) without building
+ * anything, so that a daemon can refuse bad configuration before it opens
+ * its backends. @return CHAT_OK or CHAT_EINVAL with a message naming the
+ * option.
+ */
+CHAT_API CHAT_WARN_UNUSED int
+chat_server_opts_check(const chat_server_opts *opts);
+
+/**
  * Build the server and bind its listening socket.
  * @return CHAT_OK and *out; CHAT_EINVAL for bad options (a bad rate string,
  *         short secret, missing store/log, bad rate_redis_url); CHAT_EIO

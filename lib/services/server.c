@@ -6,6 +6,7 @@
 
 #include <chat/server.h>
 
+#include "bus/redis_conn.h"
 #include "services/gateway.h"
 
 struct chat_server {
@@ -75,6 +76,31 @@ static int rate_opt(const char *s, const char *def, chat__rate *out,
     if (chat__rate_parse(s ? s : def, out) != CHAT_OK)
         return chat__error(CHAT_EINVAL, "bad rate for %s: \"%s\"", what,
                            s ? s : def);
+    return CHAT_OK;
+}
+
+int chat_server_opts_check(const chat_server_opts *opts)
+{
+    chat__redis_target t;
+    chat__rate r;
+    int rc;
+
+    CHAT_ASSERT_ARG(opts);
+    if ((rc = rate_opt(opts->rate_login_ip, "30/m", &r, "login per IP")) ||
+        (rc = rate_opt(opts->rate_login_account, "10/m", &r,
+                       "login per account")) ||
+        (rc = rate_opt(opts->rate_send, "20/s", &r, "sends per user")) ||
+        (rc = rate_opt(opts->rate_token, "100/s", &r, "requests per token")) ||
+        (rc = rate_opt(opts->rate_events, "20/s", &r, "events per socket")))
+        return rc;
+    if (opts->rt_max_per_user < -1 || opts->rt_max_per_ip < -1)
+        return chat__error(CHAT_EINVAL, "connection caps are -1 or more");
+    if (opts->version >= 2 && opts->rate_redis_url && *opts->rate_redis_url) {
+        if ((rc = chat__redis_target_parse(&t, opts->rate_redis_url, 0)) !=
+            CHAT_OK)
+            return rc;
+        chat__redis_target_free(&t);
+    }
     return CHAT_OK;
 }
 
