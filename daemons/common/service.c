@@ -78,9 +78,16 @@ static void split_free(chat_bus *b)
     free(s);
 }
 
-static const chat_bus_ops g_split_ops = {"kafka+redis", split_publish,
-                                         split_subscribe, split_free,
-                                         split_publish_to};
+static int split_ping(chat_bus *b)
+{
+    int rc = chat_bus_ping(((split_bus *)b)->redis);
+
+    return rc != CHAT_OK ? rc : chat_bus_ping(((split_bus *)b)->kafka);
+}
+
+static const chat_bus_ops g_split_ops = {"kafka+redis",    split_publish,
+                                         split_subscribe,  split_free,
+                                         split_publish_to, split_ping};
 
 /* The fanout-worker's job: every record from Kafka to the channels of the
  * gateways where its recipients are (chat_fanout_route). It returns only
@@ -92,6 +99,7 @@ typedef struct router {
     chat_bus *out;
     chat_fanout *fan;
     int cache_ms; /* CHAT_ROUTE_CACHE_MS */
+    chat_bus *in; /* Kafka, for readiness */
 } router;
 
 static int route(const chat_event *ev, void *ud)
@@ -112,6 +120,24 @@ static int route(const chat_event *ev, void *ud)
         ms = ms < 2000 ? ms * 2 : 2000;
     }
     return CHAT_OK;
+}
+
+/* The fanout-worker's /readyz: Kafka in, Redis out, the registry (the
+ * server itself checks PostgreSQL). */
+static int fanout_ready(void *ud, const char **backend)
+{
+    router *r = ud;
+    int64_t epoch;
+
+    if (r->in && chat_bus_ping(r->in) != CHAT_OK)
+        *backend = "kafka";
+    else if (r->out && chat_bus_ping(r->out) != CHAT_OK)
+        *backend = "redis";
+    else if (r->presence && chat_presence_epoch(r->presence, &epoch) != CHAT_OK)
+        *backend = "presence";
+    else
+        return CHAT_OK;
+    return CHAT_EUNAVAIL;
 }
 
 static void kafka_opts(chat_kafka_opts *ko, const char *brokers,
@@ -295,7 +321,8 @@ static int fanout_start(const char *redis, const char *kafka, router *r,
     if ((rc = chat_bus_redis_new(&r->out, &ro)) != CHAT_OK ||
         (fo.bus = r->out, rc = chat_fanout_new(&r->fan, &fo)) != CHAT_OK ||
         (rc = chat_bus_kafka_new(kafka_in, &ko)) != CHAT_OK ||
-        (rc = chat_bus_subscribe(*kafka_in, route, r)) != CHAT_OK) {
+        (r->in = *kafka_in, rc = chat_bus_subscribe(*kafka_in, route, r)) !=
+            CHAT_OK) {
         chatd_log(CHAT_LOG_ERROR, "event=start_failed msg=\"%s\"",
                   chat_error_last()->message);
         return rc;
@@ -311,7 +338,7 @@ int service_main(const service_def *d, int argc, char **argv)
     chat_log *log = NULL;
     chat_bus *bus = NULL, *in = NULL;
     chat_presence *presence = NULL;
-    router fan = {NULL, NULL, NULL, NULL, 0};
+    router fan = {NULL, NULL, NULL, NULL, 0, NULL};
     chat_server *srv = NULL;
     char conninfo[2048], def_listen[32], host[256], gateway[CHAT_ID_LEN + 1];
     const char *listen, *secret, *redis, *dynamo, *kafka, *w;
@@ -477,6 +504,10 @@ int service_main(const service_def *d, int argc, char **argv)
     so.log = log;
     so.bus = bus;
     so.presence = presence;
+    if (d->fanout) {
+        so.ready = fanout_ready;
+        so.ready_ud = &fan;
+    }
     so.services = d->services;
     so.workers = workers;
     so.jwt_secret = (const uint8_t *)secret;

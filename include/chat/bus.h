@@ -76,6 +76,8 @@ typedef struct chat_bus_ops {
      *  without per-gateway delivery (local, Kafka). */
     int (*publish_to)(chat_bus *b, const char *gateway_id,
                       const chat_event *ev);
+    /** Whether the backend answers now; NULL = always (local). */
+    int (*ping)(chat_bus *b);
 } chat_bus_ops;
 
 /** Base of every bus object; backends embed it first. */
@@ -164,6 +166,11 @@ CHAT_API int chat_bus_publish(chat_bus *b, const chat_event *ev);
  *  backend's error. Thread-safe. */
 CHAT_API int chat_bus_publish_to(chat_bus *b, const char *gateway_id,
                                  const chat_event *ev);
+
+/** Whether the bus's backend answers now (readiness checks): one round
+ *  trip (Redis PING, Kafka metadata, 2 s at most). CHAT_OK or
+ *  CHAT_EUNAVAIL. Thread-safe; blocks. */
+CHAT_API int chat_bus_ping(chat_bus *b);
 
 /** Add a subscriber; it stays until the bus is freed. At most 16 on the
  *  local bus (CHAT_ELIMIT beyond). */

@@ -76,6 +76,14 @@ typedef struct chat_server_opts {
      *  Redis; while Redis is unreachable each instance keeps its own
      *  limits. NULL = this process's limits only. */
     const char *rate_redis_url;
+    /** Since version 2. GET /readyz asks the store, the log, the bus
+     *  given in @c bus (chat_bus_ping) and the presence registry; then
+     *  this, if set, for what only the application knows (the
+     *  fanout-worker: its Kafka input). It runs on a request worker and
+     *  may block; it returns CHAT_OK when ready, else sets @p backend to
+     *  a static name for the answer. */
+    int (*ready)(void *ready_ud, const char **backend);
+    void *ready_ud; /**< passed to ready */
 } chat_server_opts;
 
 #define CHAT_SERVER_OPTS_VERSION 2

@@ -41,6 +41,12 @@ int chat_bus_publish_to(chat_bus *b, const char *gateway_id,
     return b->ops->publish_to(b, gateway_id, ev);
 }
 
+int chat_bus_ping(chat_bus *b)
+{
+    CHAT_ASSERT_ARG(b);
+    return b->ops->ping ? b->ops->ping(b) : CHAT_OK;
+}
+
 int chat_bus_subscribe(chat_bus *b, chat_event_fn fn, void *userdata)
 {
     CHAT_ASSERT_ARG(b && fn);
@@ -80,8 +86,8 @@ static void local_free(chat_bus *b)
     chat__free(l);
 }
 
-static const chat_bus_ops g_local_ops = {"local", local_publish,
-                                         local_subscribe, local_free, NULL};
+static const chat_bus_ops g_local_ops = {
+    "local", local_publish, local_subscribe, local_free, NULL, NULL};
 
 int chat_bus_local_new(chat_bus **out)
 {

@@ -290,8 +290,25 @@ static void kafka_free(chat_bus *base)
     chat__free(b);
 }
 
-static const chat_bus_ops g_kafka_ops = {"kafka", kafka_publish,
-                                         kafka_subscribe, kafka_free, NULL};
+static int kafka_ping(chat_bus *base)
+{
+    kafka_bus *b = (kafka_bus *)base;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err;
+
+    /* brokers only, no topic */
+    err = rd_kafka_metadata(b->producer, 0, NULL, &md,
+                            b->timeout_ms < 2000 ? b->timeout_ms : 2000);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (err)
+        return chat__error(CHAT_EUNAVAIL, "Kafka brokers: %s",
+                           rd_kafka_err2str(err));
+    return CHAT_OK;
+}
+
+static const chat_bus_ops g_kafka_ops = {
+    "kafka", kafka_publish, kafka_subscribe, kafka_free, NULL, kafka_ping};
 
 /* Ask the cluster about our topics (creating them where the brokers
  * auto-create): fails when no broker answers in time. */

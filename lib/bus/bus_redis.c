@@ -229,8 +229,36 @@ static void redis_free(chat_bus *base)
     chat__free(b);
 }
 
-static const chat_bus_ops g_redis_ops = {
-    "redis", redis_publish, redis_subscribe, redis_free, redis_publish_to};
+static int redis_ping(chat_bus *base)
+{
+    redis_bus *b = (redis_bus *)base;
+    redisReply *r = NULL;
+    int rc = CHAT_EUNAVAIL;
+
+    pthread_mutex_lock(&b->pub_lock);
+    if (b->pub == NULL)
+        b->pub = chat__redis_connect(&b->to);
+    if (b->pub && (r = redisCommand(b->pub, "PING")) != NULL &&
+        r->type == REDIS_REPLY_STATUS)
+        rc = CHAT_OK;
+    else if (b->pub) {
+        chat__error(CHAT_EUNAVAIL, "Redis PING: %s",
+                    r && r->type == REDIS_REPLY_ERROR ? r->str
+                                                      : b->pub->errstr);
+        if (r == NULL) { /* the context is unusable: reconnect next time */
+            redisFree(b->pub);
+            b->pub = NULL;
+        }
+    }
+    pthread_mutex_unlock(&b->pub_lock);
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+static const chat_bus_ops g_redis_ops = {"redis",          redis_publish,
+                                         redis_subscribe,  redis_free,
+                                         redis_publish_to, redis_ping};
 
 int chat_bus_redis_new(chat_bus **out, const chat_redis_opts *o)
 {

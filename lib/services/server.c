@@ -15,6 +15,8 @@ struct chat_server {
     uint8_t *jwt_key;
     chat_bus *own_bus;
     chat__gateway *gateway;
+    int (*ready)(void *ud, const char **backend);
+    void *ready_ud;
 };
 
 void chat_server_opts_init(chat_server_opts *o)
@@ -41,6 +43,7 @@ static void h_ready(chat__req *r, void *ud)
     chat_message m;
     chat_user u;
     const char *failed = NULL;
+    int64_t epoch;
     int rc, n;
 
     rc = s->svc.store ? chat_store_user_get(s->svc.store, nil, &u)
@@ -50,6 +53,13 @@ static void h_ready(chat__req *r, void *ud)
     else if (s->svc.log &&
              chat_log_range(s->svc.log, nil, 0, 0, 1, &m, &n) != CHAT_OK)
         failed = "log";
+    else if (s->svc.bus != s->own_bus && chat_bus_ping(s->svc.bus) != CHAT_OK)
+        failed = "bus";
+    else if (s->svc.presence &&
+             chat_presence_epoch(s->svc.presence, &epoch) != CHAT_OK)
+        failed = "presence";
+    else if (s->ready && s->ready(s->ready_ud, &failed) != CHAT_OK && !failed)
+        failed = "backend";
     if (failed) {
         r->status = 503;
         chat__buf_printf(
@@ -145,6 +155,10 @@ int chat_server_new(chat_server **out, const chat_server_opts *opts)
         goto fail;
     s->svc.bus = opts->bus;
     s->svc.presence = opts->presence;
+    if (opts->version >= 2) {
+        s->ready = opts->ready;
+        s->ready_ud = opts->ready_ud;
+    }
     if (s->svc.bus == NULL) {
         if ((rc = chat_bus_local_new(&s->own_bus)) != CHAT_OK)
             goto fail;

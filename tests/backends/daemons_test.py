@@ -5,7 +5,10 @@ opened, and, on a private PostgreSQL and Redis: /healthz, /readyz,
 /metrics, one JSON object per log line, and SIGTERM answered with a clean
 exit 0.
 
-    with-postgres.sh with-redis.sh python3 daemons_test.py BUILD_DIR
+/readyz answers 503 naming the backend while Redis is stopped.
+
+    with-postgres.sh with-redis.sh with-kafka.sh KAFKA_MOCK \
+        python3 daemons_test.py BUILD_DIR
 """
 import json
 import os
@@ -116,6 +119,7 @@ class Running(unittest.TestCase):
         env = {"JWT_SECRET": SECRET, "PORT": str(port),
                "DATABASE_URL": os.environ["DATABASE_URL"],
                "REDIS_URL": os.environ["REDIS_URL"],
+               "KAFKA_BROKERS": os.environ.get("KAFKA_BROKERS", ""),
                "CHAT_LOG_FORMAT": "json", "PATH": os.environ["PATH"]}
         p = subprocess.Popen([path(d)], env=env, stderr=subprocess.PIPE,
                              text=True)
@@ -165,6 +169,41 @@ class Running(unittest.TestCase):
                 events.append(m.group(1) if m else None)
             self.assertIn("listening", events, d)
             self.assertEqual(events[-1], "stopped", (d, lines[-3:]))
+
+
+    def redis(self, what):
+        subprocess.run("%s %s" % (os.environ["REDIS_CTL_CMD"], what),
+                       shell=True, check=True, timeout=30)
+
+    def test_readiness_follows_redis(self):
+        """The gateway's bus and registry, and the fanout-worker's Kafka,
+        Redis and registry, are part of /readyz."""
+        if not os.environ.get("KAFKA_BROKERS"):
+            self.skipTest("run under with-kafka.sh")
+        procs = [self.start(d) for d in ("realtime-gateway", "fanout-worker")]
+        try:
+            for p, url in procs:
+                self.assertEqual(get(url + "/readyz")[0], 200)
+            self.redis("stop")
+            try:
+                for (p, url), want in zip(procs, ("bus", "redis")):
+                    st, body = get(url + "/readyz")
+                    self.assertEqual(st, 503, body)
+                    self.assertEqual(json.loads(body)["backend"], want)
+                    self.assertEqual(get(url + "/healthz")[0], 200)  # alive
+            finally:
+                self.redis("start")
+            for p, url in procs:
+                for _ in range(100):  # reconnects on the next check
+                    if get(url + "/readyz")[0] == 200:
+                        break
+                    time.sleep(0.1)
+                self.assertEqual(get(url + "/readyz")[0], 200)
+        finally:
+            for p, url in procs:
+                p.send_signal(signal.SIGTERM)
+                self.assertEqual(p.wait(timeout=30), 0)
+                p.stderr.close()
 
 
 if __name__ == "__main__":
