@@ -618,7 +618,24 @@ int chat__cache_msg_put(chat__cache *c, const cJSON *msg, const char *full_text)
         if ((rc = step_done(c, st)) != CHAT_OK)
             return rc;
     }
-    return chat__cache_conv_server_seq(c, conv, seq);
+    if ((rc = chat__cache_conv_server_seq(c, conv, seq)) != CHAT_OK)
+        return rc;
+    /* The server raises a sender's read marker to the message it stores
+     * and tells no device, so do the same: the sender's member row, and
+     * your own marker when it is yours, so that your messages never count
+     * as unread on any of your devices. */
+    if ((rc = chat__cache_member_read(c, conv, sender, seq)) != CHAT_OK)
+        return rc;
+    if ((rc = prepare(c,
+                      "UPDATE conversations SET read_seq=max(read_seq,?1) "
+                      "WHERE id=?2 AND ?3=(SELECT value FROM meta WHERE "
+                      "key='user_id')",
+                      &st)) != CHAT_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, seq);
+    bind_text(st, 2, conv);
+    bind_text(st, 3, sender);
+    return step_done(c, st);
 }
 
 int chat__cache_advance(chat__cache *c, const char *conv, int64_t *synced)

@@ -77,7 +77,9 @@ int chat__cache_member_read(chat__cache *c, const char *conv, const char *user,
 int chat__cache_conv_ids(chat__cache *c, char ***ids, size_t *n);
 
 /* Insert a message from the server's JSON (preview form, or full when it
- * has "content"; full_text overrides). Known ones only gain full text. */
+ * has "content"; full_text overrides). Known ones only gain full text.
+ * Like the server, it raises the sender's read marker to the message (the
+ * member row, and the conversation's read_seq when the sender is you). */
 int chat__cache_msg_put(chat__cache *c, const cJSON *msg,
                         const char *full_text);
 /* Move synced_seq over the contiguous messages now cached. */

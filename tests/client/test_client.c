@@ -139,6 +139,57 @@ START_TEST(two_users_live)
 }
 END_TEST
 
+static int64_t unread_of(tc *t, const char *conv)
+{
+    chat_client_conversation *v;
+    int64_t n;
+    ck_assert_int_eq(chat_client_conversation_get(t->c, conv, &v), CHAT_OK);
+    n = v->unread;
+    chat_client_conversation_free(v);
+    return n;
+}
+
+START_TEST(own_messages_are_not_unread)
+{
+    th_user ua, ub;
+    tc *a1 = calloc(1, sizeof *a1), *a2 = calloc(1, sizeof *a2);
+    tc *b = calloc(1, sizeof *b);
+    tc *all[3] = {a1, a2, b};
+    char conv[37];
+
+    th_user_new(&srv, "olive", &ua);
+    th_user_new(&srv, "peter", &ub);
+    tc_open(a1, srv.base, cache_file("olive-phone"));
+    tc_open(a2, srv.base, cache_file("olive-laptop"));
+    tc_open(b, srv.base, cache_file("peter"));
+    tc_login(a1, "olive");
+    tc_login(a2, "olive");
+    tc_login(b, "peter");
+    TC_UNTIL(all, 3, 10000, a1->synced && a2->synced && b->synced);
+    dm_between(a1, b, ub.id, conv);
+    for (int i = 1; i <= 3; i++)
+        ck_assert_int_eq(
+            chat_client_send(a1->c, conv, th_fmt("own %d", i), NULL), CHAT_OK);
+    /* the sending device learns its messages from the send's answers, the
+     * other device from live events: neither counts them as unread */
+    TC_UNTIL(all, 3, 15000, a1->n == 3 && a2->n == 3 && b->n == 3);
+    ck_assert_int_eq(unread_of(a1, conv), 0);
+    ck_assert_int_eq(unread_of(a2, conv), 0);
+    ck_assert_int_eq(unread_of(b, conv), 3);
+    /* an answer counts on the sender's side only */
+    ck_assert_int_eq(chat_client_send(b->c, conv, "reply", NULL), CHAT_OK);
+    TC_UNTIL(all, 3, 10000, a1->n == 4 && a2->n == 4 && b->n == 4);
+    ck_assert_int_eq(unread_of(a1, conv), 1);
+    ck_assert_int_eq(unread_of(a2, conv), 1);
+    tc_close(a1);
+    tc_close(a2);
+    tc_close(b);
+    free(a1);
+    free(a2);
+    free(b);
+}
+END_TEST
+
 START_TEST(long_message_full_text)
 {
     th_user ua, ub;
@@ -383,6 +434,7 @@ int main(void)
     tcase_add_checked_fixture(tcase, setup, teardown);
     tcase_set_timeout(tcase, 120);
     tcase_add_test(tcase, two_users_live);
+    tcase_add_test(tcase, own_messages_are_not_unread);
     tcase_add_test(tcase, long_message_full_text);
     tcase_add_test(tcase, two_devices_and_groups);
     tcase_add_test(tcase, offline_outbox_and_restart);
