@@ -444,8 +444,22 @@ CHAT_API void chat_client_message_list_free(chat_client_message_list *list);
 
 /* ---- read state and typing --------------------------------------------- */
 
-/** Move your read marker to @p seq (it never goes back). The cache is
- *  updated at once (unread drops); the server is told in the background. */
+/**
+ * Move your read marker in a conversation to @p seq (it never goes back,
+ * nor past the newest message known). The cache is updated at once
+ * (unread drops) and keeps, in the same write, a note that the server
+ * must be told. This request tells it; if it fails (offline, server
+ * down), the client pushes the marker again by itself after every
+ * (re)connect, and on a timer with backoff (250 ms doubling to 30 s),
+ * also after a restart, until the server has a marker at least as far.
+ * The server merges markers by maximum, so your other devices converge
+ * (they get CHAT_CLIENT_EVENT_READ).
+ *
+ * @return a request id > 0 (its callback reports this attempt only),
+ *         CHAT_EAUTH without a session (nothing changes), CHAT_EIO (cache),
+ *         or a negative code from starting the request (the marker is
+ *         still stored and pushed later).
+ */
 CHAT_API int64_t chat_client_mark_read(chat_client *c,
                                        const char *conversation_id, int64_t seq,
                                        chat_client_done_fn done, void *ud);

@@ -77,6 +77,12 @@ static const char *const migrations[] = {
     "  state INTEGER NOT NULL DEFAULT 1, error TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX outbox_conversation ON outbox(conversation_id, state, id);"
     "CREATE INDEX outbox_pending ON outbox(state, conversation_id, id);",
+    /* 2: your read marker still to be told to the server (0: none), so a
+     * chat_client_mark_read() made offline survives until it lands */
+    "ALTER TABLE conversations ADD COLUMN read_push INTEGER NOT NULL "
+    "  DEFAULT 0;"
+    "CREATE INDEX conversations_read_push ON conversations(read_push)"
+    "  WHERE read_push>0;",
 };
 
 static int db_error(chat__cache *c, const char *what)
@@ -415,7 +421,9 @@ int chat__cache_conv_put(chat__cache *c, const cJSON *conv, int64_t depth,
         "END, role=excluded.role, member_count=excluded.member_count,"
         " last_activity=max(last_activity, excluded.last_activity),"
         " server_seq=max(server_seq, excluded.server_seq),"
-        " read_seq=max(conversations.read_seq, excluded.read_seq), left=0",
+        " read_seq=max(conversations.read_seq, excluded.read_seq),"
+        " read_push=CASE WHEN conversations.read_push<=excluded.read_seq"
+        " THEN 0 ELSE conversations.read_push END, left=0",
         &st);
     if (rc)
         return rc;
@@ -442,7 +450,7 @@ int chat__cache_conv_pos(chat__cache *c, const char *id, chat__conv_pos *pos)
     sqlite3_stmt *st;
     int rc = prepare(c,
                      "SELECT base_seq,synced_seq,delivered_seq,server_seq,"
-                     "read_seq,left FROM conversations WHERE id=?",
+                     "read_seq,left,read_push FROM conversations WHERE id=?",
                      &st);
     memset(pos, 0, sizeof *pos);
     if (rc)
@@ -456,6 +464,7 @@ int chat__cache_conv_pos(chat__cache *c, const char *id, chat__conv_pos *pos)
         pos->server_seq = sqlite3_column_int64(st, 3);
         pos->read_seq = sqlite3_column_int64(st, 4);
         pos->left = sqlite3_column_int(st, 5);
+        pos->read_push = sqlite3_column_int64(st, 6);
         break;
     case SQLITE_DONE:
         rc = CHAT_ENOTFOUND;
@@ -494,6 +503,48 @@ int chat__cache_conv_read(chat__cache *c, const char *id, int64_t seq)
                        "UPDATE conversations SET read_seq=max(read_seq,"
                        "min(?1, max(server_seq, synced_seq))) WHERE id=?2",
                        id, seq);
+}
+
+int chat__cache_read_mark(chat__cache *c, const char *id, int64_t seq)
+{
+    /* One statement, so the marker and the push to make move together. */
+    return conv_update(c,
+                       "UPDATE conversations SET read_seq=max(read_seq,"
+                       "min(?1, max(server_seq, synced_seq))), read_push="
+                       "max(read_push, min(?1, max(server_seq, synced_seq)))"
+                       " WHERE id=?2",
+                       id, seq);
+}
+
+int chat__cache_read_acked(chat__cache *c, const char *id, int64_t seq)
+{
+    return conv_update(c,
+                       "UPDATE conversations SET read_push=0 WHERE id=?2 AND "
+                       "read_push>0 AND read_push<=?1",
+                       id, seq);
+}
+
+int chat__cache_read_pushes(chat__cache *c, chat__read_push *items, size_t max,
+                            size_t *n)
+{
+    sqlite3_stmt *st;
+    int rc = prepare(c,
+                     "SELECT id, read_push FROM conversations WHERE "
+                     "read_push>0 AND left=0 LIMIT ?",
+                     &st);
+    *n = 0;
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, (int64_t)max);
+    while (*n < max && sqlite3_step(st) == SQLITE_ROW) {
+        chat__strlcpy(items[*n].conversation_id,
+                      (const char *)sqlite3_column_text(st, 0),
+                      sizeof items[*n].conversation_id);
+        items[*n].seq = sqlite3_column_int64(st, 1);
+        (*n)++;
+    }
+    release(c, st);
+    return CHAT_OK;
 }
 
 int chat__cache_conv_left(chat__cache *c, const char *id)

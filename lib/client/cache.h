@@ -30,7 +30,14 @@ typedef struct chat__conv_pos {
     int64_t server_seq;
     int64_t read_seq;
     int left;
+    int64_t read_push; /* your read marker still to reach the server, or 0 */
 } chat__conv_pos;
+
+/* A read marker to tell the server. */
+typedef struct chat__read_push {
+    char conversation_id[CHAT_ID_LEN + 1];
+    int64_t seq;
+} chat__read_push;
 
 /* A row of the outbox. */
 typedef struct chat__outbox_item {
@@ -70,6 +77,14 @@ int chat__cache_conv_put(chat__cache *c, const cJSON *conv, int64_t depth,
 int chat__cache_conv_pos(chat__cache *c, const char *id, chat__conv_pos *pos);
 int chat__cache_conv_server_seq(chat__cache *c, const char *id, int64_t seq);
 int chat__cache_conv_read(chat__cache *c, const char *id, int64_t seq);
+/* chat_client_mark_read: move your read marker (forward only, never past
+ * the newest message known) and remember to push it to the server. */
+int chat__cache_read_mark(chat__cache *c, const char *id, int64_t seq);
+/* The server holds a read marker >= seq: nothing up to it is left to push. */
+int chat__cache_read_acked(chat__cache *c, const char *id, int64_t seq);
+/* Read markers to push, of conversations still joined, up to max. */
+int chat__cache_read_pushes(chat__cache *c, chat__read_push *items, size_t max,
+                            size_t *n);
 int chat__cache_conv_left(chat__cache *c, const char *id);
 int chat__cache_member_read(chat__cache *c, const char *conv, const char *user,
                             int64_t seq);

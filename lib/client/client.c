@@ -186,6 +186,7 @@ static void go_online(chat_client *c)
     else
         c->ops->ws_start(c->net, c->access);
     chat__outbox_kick(c);
+    chat__read_kick(c);
 }
 
 static void go_offline(chat_client *c)
@@ -268,6 +269,7 @@ static int client_alloc(chat_client **out, const chat_client_opts *o)
         c->opts.request_timeout_ms = 30000;
     c->outbox_backoff_ms = BACKOFF_MIN_MS;
     c->refresh_backoff_ms = BACKOFF_MIN_MS;
+    c->read_backoff_ms = BACKOFF_MIN_MS;
     if ((c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
         rc = chat__error(CHAT_EIO, "client: eventfd: %s", strerror(errno));
         goto fail;
@@ -524,7 +526,7 @@ static void release_parked(chat_client *c, int code)
             chat_client_result res;
             memset(&res, 0, sizeof res);
             res.code = code;
-            if (r->kind >= CREQ_SYNC_LIST)
+            if (r->kind >= CREQ_SYNC_LIST || r->kind == CREQ_READ)
                 chat__sync_answer(c, r, code, NULL);
             req_finish(c, r, &res);
         }
@@ -1188,24 +1190,19 @@ int chat_client_search(chat_client *c, const char *query,
 int64_t chat_client_mark_read(chat_client *c, const char *conversation_id,
                               int64_t seq, chat_client_done_fn done, void *ud)
 {
-    char path[128];
-    cJSON *body;
-    creq *r;
     int64_t id;
+    int rc;
     CHAT_ASSERT_ARG(c && valid_id(conversation_id) && seq >= 0);
-    snprintf(path, sizeof path, "/api/chats/conversations/%s/read",
-             conversation_id);
-    body = cJSON_CreateObject();
-    if (!body || !cJSON_AddNumberToObject(body, "seq", (double)seq)) {
-        cJSON_Delete(body);
-        return CHAT_ENOMEM;
-    }
-    id = chat__client_request(c, CREQ_READ, "PUT", path, body, 1, done, ud, &r);
-    cJSON_Delete(body);
-    if (r) {
-        chat__strlcpy(r->conv, conversation_id, sizeof r->conv);
-        chat__cache_conv_read(c->cache, conversation_id, seq);
-    }
+    if (!c->access)
+        return chat__error(CHAT_EAUTH, "not logged in");
+    /* The marker and the push it owes the server are stored first: if
+     * the request fails, or the process dies before it is answered, the
+     * push goes again after the next (re)connect. */
+    if ((rc = chat__cache_read_mark(c->cache, conversation_id, seq)) != CHAT_OK)
+        return rc;
+    id = chat__read_send(c, CREQ_READ, conversation_id, seq, done, ud);
+    if (id < 0)
+        chat__read_retry_later(c);
     return id;
 }
 

@@ -33,6 +33,7 @@ enum {
     CREQ_SYNC_CONV, /* one conversation with members */
     CREQ_CATCHUP,   /* messages after synced_seq */
     CREQ_SEND,      /* an outbox item */
+    CREQ_READ_PUSH, /* a read marker kept in the cache */
 };
 
 typedef struct creq {
@@ -60,6 +61,7 @@ typedef struct csync {
     int again;    /* something arrived meanwhile: fetch once more */
     int sending;  /* a CREQ_SEND is in flight */
     int stale;    /* a catch-up failed; retried on the sync timer */
+    int pushing;  /* read markers in flight (CREQ_READ, CREQ_READ_PUSH) */
 } csync;
 
 #define CLIENT_DONE_RING 64
@@ -106,6 +108,10 @@ struct chat_client {
     /* outbox */
     int64_t outbox_retry_at;
     int outbox_backoff_ms;
+
+    /* read markers to push (conversations.read_push) */
+    int64_t read_retry_at;
+    int read_backoff_ms;
 };
 
 /* client.c */
@@ -123,6 +129,11 @@ int chat__sync_answer(chat_client *c, creq *r, int code, const cJSON *json);
 void chat__sync_timers(chat_client *c, int64_t now);
 int64_t chat__sync_next_timer(const chat_client *c);
 void chat__outbox_kick(chat_client *c);
+void chat__read_kick(chat_client *c);
+/* PUT a read marker: CREQ_READ (the caller's) or CREQ_READ_PUSH. */
+int64_t chat__read_send(chat_client *c, int kind, const char *conv, int64_t seq,
+                        chat_client_done_fn done, void *ud);
+void chat__read_retry_later(chat_client *c);
 void chat__sync_reset(chat_client *c);
 
 /* For tests: a client over a scripted net (see tests/unit/check_client.c).

@@ -399,6 +399,36 @@ static void on_send(chat_client *c, creq *r, int code, const cJSON *j)
     chat__outbox_kick(c);
 }
 
+/* The answer to a read marker sent (r->n), by chat_client_mark_read() or
+ * by the push of one kept in the cache. */
+static void on_read(chat_client *c, creq *r, int code, const cJSON *j)
+{
+    csync *s = csync_get(c, r->conv);
+    if (s && s->pushing > 0)
+        s->pushing--;
+    if (code == CHAT_OK) {
+        const cJSON *seq = cJSON_GetObjectItemCaseSensitive(j, "seq");
+        int64_t acked = r->n;
+        if (cJSON_IsNumber(seq)) {
+            int64_t v = (int64_t)seq->valuedouble;
+            chat__cache_conv_read(c->cache, r->conv, v);
+            if (v > acked)
+                acked = v;
+        }
+        /* The server merges by max and stops at its newest message, so
+         * what it answered is as far as the value sent will ever get; a
+         * marker moved further meanwhile stays to be pushed. */
+        chat__cache_read_acked(c->cache, r->conv, acked);
+        c->read_backoff_ms = 250;
+        chat__read_kick(c);
+    } else if (transient(code)) {
+        chat__read_retry_later(c);
+    } else {
+        /* Refused for good (no longer a member): nothing to retry. */
+        chat__cache_read_acked(c->cache, r->conv, r->n);
+    }
+}
+
 static void on_catchup(chat_client *c, creq *r, int code, const cJSON *j)
 {
     csync *s = csync_get(c, r->conv);
@@ -521,12 +551,8 @@ int chat__sync_answer(chat_client *c, creq *r, int code, const cJSON *j)
         }
         return code;
     case CREQ_READ:
-        if (code == CHAT_OK) {
-            const cJSON *seq = cJSON_GetObjectItemCaseSensitive(j, "seq");
-            if (cJSON_IsNumber(seq))
-                chat__cache_conv_read(c->cache, r->conv,
-                                      (int64_t)seq->valuedouble);
-        }
+    case CREQ_READ_PUSH:
+        on_read(c, r, code, j);
         return code;
     default:
         return code;
@@ -606,6 +632,9 @@ void chat__sync_ws(chat_client *c, chat__net_input *in)
         c->outbox_backoff_ms = 250;
         c->outbox_retry_at = 0;
         chat__outbox_kick(c);
+        c->read_backoff_ms = 250;
+        c->read_retry_at = 0;
+        chat__read_kick(c);
         return;
     case CHAT__NET_WS_DOWN:
         /* Also a failed attempt (flag 0), so a tool can tell "cannot
@@ -632,8 +661,10 @@ void chat__sync_ws(chat_client *c, chat__net_input *in)
                    *user = dstr(d, "user_id");
         if (!conv || !user)
             return;
-        if (c->user_id && strcmp(user, c->user_id) == 0)
+        if (c->user_id && strcmp(user, c->user_id) == 0) {
             chat__cache_conv_read(c->cache, conv, dint(d, "seq"));
+            chat__cache_read_acked(c->cache, conv, dint(d, "seq"));
+        }
         chat__cache_member_read(c->cache, conv, user, dint(d, "seq"));
         ev.type = CHAT_CLIENT_EVENT_READ;
         ev.conversation_id = conv;
@@ -699,10 +730,66 @@ void chat__outbox_kick(chat_client *c)
     }
 }
 
+/* Push the read markers the cache keeps for the server (set by
+ * chat_client_mark_read(), offline or not), one request in flight per
+ * conversation; a failure retries them all after a backoff. */
+void chat__read_kick(chat_client *c)
+{
+    chat__read_push items[32];
+    size_t n = 0;
+    if (!c->access || (c->read_retry_at && c->read_retry_at > now_ms()))
+        return;
+    c->read_retry_at = 0;
+    if (chat__cache_read_pushes(c->cache, items, CHAT__ARRAY_LEN(items), &n) !=
+        CHAT_OK)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        csync *s = csync_get(c, items[i].conversation_id);
+        if (s && !s->pushing &&
+            chat__read_send(c, CREQ_READ_PUSH, items[i].conversation_id,
+                            items[i].seq, NULL, NULL) < 0)
+            chat__read_retry_later(c);
+    }
+}
+
+int64_t chat__read_send(chat_client *c, int kind, const char *conv, int64_t seq,
+                        chat_client_done_fn done, void *ud)
+{
+    char path[128];
+    cJSON *body = cJSON_CreateObject();
+    csync *s = csync_get(c, conv);
+    creq *r = NULL;
+    int64_t id;
+    if (!body || !s || !cJSON_AddNumberToObject(body, "seq", (double)seq)) {
+        cJSON_Delete(body);
+        return CHAT_ENOMEM;
+    }
+    snprintf(path, sizeof path, "/api/chats/conversations/%s/read", conv);
+    id = chat__client_request(c, kind, "PUT", path, body, 1, done, ud, &r);
+    cJSON_Delete(body);
+    if (r) {
+        chat__strlcpy(r->conv, conv, sizeof r->conv);
+        r->n = seq;
+        s->pushing++;
+    }
+    return id;
+}
+
+void chat__read_retry_later(chat_client *c)
+{
+    /* One backoff step per round of failures, not per conversation. */
+    if (!c->read_retry_at)
+        chat__client_jitter_backoff(&c->read_backoff_ms, &c->read_retry_at);
+}
+
 void chat__sync_timers(chat_client *c, int64_t now)
 {
     if (c->outbox_retry_at && c->outbox_retry_at <= now)
         chat__outbox_kick(c);
+    if (c->read_retry_at && c->read_retry_at <= now) {
+        c->read_retry_at = 0;
+        chat__read_kick(c);
+    }
     if (c->sync_retry_at && c->sync_retry_at <= now) {
         c->sync_retry_at = 0;
         if (c->online || c->opts.no_realtime)
@@ -718,5 +805,7 @@ int64_t chat__sync_next_timer(const chat_client *c)
     int64_t t = c->outbox_retry_at;
     if (c->sync_retry_at && (!t || c->sync_retry_at < t))
         t = c->sync_retry_at;
+    if (c->read_retry_at && (!t || c->read_retry_at < t))
+        t = c->read_retry_at;
     return t;
 }

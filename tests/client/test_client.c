@@ -190,6 +190,56 @@ START_TEST(own_messages_are_not_unread)
 }
 END_TEST
 
+START_TEST(read_marker_set_offline_reaches_other_devices)
+{
+    th_user ua, ub;
+    tc *a1 = calloc(1, sizeof *a1), *a2 = calloc(1, sizeof *a2);
+    tc *b = calloc(1, sizeof *b);
+    tc *all[3] = {a1, a2, b};
+    char conv[37];
+    int64_t id;
+
+    th_user_new(&srv, "quinn", &ua);
+    th_user_new(&srv, "rosie", &ub);
+    tc_open(a1, srv.base, cache_file("quinn-phone"));
+    tc_open(a2, srv.base, cache_file("quinn-laptop"));
+    tc_open(b, srv.base, cache_file("rosie"));
+    tc_login(a1, "quinn");
+    tc_login(a2, "quinn");
+    tc_login(b, "rosie");
+    TC_UNTIL(all, 3, 10000, a1->synced && a2->synced && b->synced);
+    dm_between(b, a1, ua.id, conv);
+    for (int i = 1; i <= 3; i++)
+        ck_assert_int_eq(
+            chat_client_send(b->c, conv, th_fmt("unread %d", i), NULL),
+            CHAT_OK);
+    TC_UNTIL(all, 3, 15000, a1->n == 3 && a2->n == 3 && b->n == 3);
+    ck_assert_int_eq(unread_of(a1, conv), 3);
+    ck_assert_int_eq(unread_of(a2, conv), 3);
+
+    /* the phone reads while the server is down: only its cache knows */
+    th_stop(&srv, SIGKILL);
+    TC_UNTIL(all, 3, 10000, a1->disconnected && a2->disconnected);
+    id = chat_client_mark_read(a1->c, conv, 3, NULL, NULL);
+    ck_assert_int_gt(id, 0);
+    ck_assert_int_ne(chat_client_wait(a1->c, id, 10000), CHAT_OK);
+    ck_assert_int_eq(unread_of(a1, conv), 0);
+    ck_assert_int_eq(unread_of(a2, conv), 3);
+
+    /* back up: the phone pushes the marker, the laptop converges */
+    th_restart_after_crash(&srv);
+    TC_UNTIL(all, 3, 40000, unread_of(a2, conv) == 0);
+    ck_assert_int_eq(unread_of(a1, conv), 0);
+    ck_assert_int_eq(unread_of(b, conv), 0);
+    tc_close(a1);
+    tc_close(a2);
+    tc_close(b);
+    free(a1);
+    free(a2);
+    free(b);
+}
+END_TEST
+
 START_TEST(long_message_full_text)
 {
     th_user ua, ub;
@@ -435,6 +485,7 @@ int main(void)
     tcase_set_timeout(tcase, 120);
     tcase_add_test(tcase, two_users_live);
     tcase_add_test(tcase, own_messages_are_not_unread);
+    tcase_add_test(tcase, read_marker_set_offline_reaches_other_devices);
     tcase_add_test(tcase, long_message_full_text);
     tcase_add_test(tcase, two_devices_and_groups);
     tcase_add_test(tcase, offline_outbox_and_restart);

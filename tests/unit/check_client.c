@@ -522,6 +522,111 @@ START_TEST(hostile_answers)
 }
 END_TEST
 
+static int64_t unread(void)
+{
+    chat_client_conversation *v;
+    int64_t n;
+    ck_assert_int_eq(chat_client_conversation_get(fx->c, fx->conv, &v),
+                     CHAT_OK);
+    n = v->unread;
+    chat_client_conversation_free(v);
+    return n;
+}
+
+static const char *read_path(void)
+{
+    static char p[128];
+    snprintf(p, sizeof p, "PUT /api/chats/conversations/%s/read", fx->conv);
+    return p;
+}
+
+static void read_answer(call *c, int64_t seq)
+{
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"conversation_id\":\"%s\",\"user_id\":\"%s\",\"seq\":%lld,"
+             "\"last_seq\":3}",
+             fx->conv, fx->me, (long long)seq);
+    answer(c, 200, body);
+}
+
+/* Reconnect and answer the catch-up's conversation list. */
+static void reconnect(int64_t last_seq)
+{
+    ws(CHAT__NET_WS_DOWN, NULL, NULL);
+    ws(CHAT__NET_WS_UP, NULL, NULL);
+    answer(pending(&fx->s, "GET /api/chats/conversations?"), 200,
+           conv_list(last_seq));
+}
+
+START_TEST(read_marker_set_offline_is_pushed_after_reconnect)
+{
+    call *c;
+    online_with(3);
+    ws(CHAT__NET_WS_DOWN, NULL, NULL);
+    done_calls = 0;
+    ck_assert_int_gt(chat_client_mark_read(fx->c, fx->conv, 2, on_done, NULL),
+                     0);
+    ck_assert_int_eq(unread(), 1);                 /* at once, offline */
+    answer(pending(&fx->s, read_path()), 0, NULL); /* no answer: offline */
+    ck_assert_int_eq(done_calls, 1);
+    ck_assert_int_eq(done_code, CHAT_EIO);
+    /* back online: the marker goes again, without being asked */
+    ws(CHAT__NET_WS_UP, NULL, NULL);
+    c = pending(&fx->s, read_path());
+    ck_assert_ptr_nonnull(c);
+    ck_assert_str_eq(c->body, "{\"seq\":2}");
+    answer(c, 503, "{\"error\":{\"code\":\"unavailable\",\"message\":\"x\"}}");
+    /* it is kept in the cache: a restart pushes it as soon as the session
+     * is restored */
+    chat_client_free(fx->c);
+    memset(&fx->s, 0, sizeof fx->s);
+    open_client();
+    c = pending(&fx->s, read_path());
+    ck_assert_ptr_nonnull(c);
+    ck_assert_str_eq(c->body, "{\"seq\":2}");
+    ck_assert_int_eq(unread(), 1);
+    read_answer(c, 2);
+    ck_assert_int_eq(done_calls, 1); /* internal: no callback */
+    /* acknowledged: nothing is pushed on the next reconnect */
+    reconnect(3);
+    ck_assert_int_eq(count_pending(&fx->s, read_path()), 0);
+    ck_assert_int_eq(unread(), 1);
+}
+END_TEST
+
+START_TEST(read_ack_of_an_older_marker_keeps_the_newer)
+{
+    call *first, *second;
+    online_with(3);
+    ck_assert_int_gt(chat_client_mark_read(fx->c, fx->conv, 1, NULL, NULL), 0);
+    ck_assert_int_gt(chat_client_mark_read(fx->c, fx->conv, 3, NULL, NULL), 0);
+    first = pending(&fx->s, read_path());
+    ck_assert_str_eq(first->body, "{\"seq\":1}");
+    read_answer(first, 1);
+    second = pending(&fx->s, read_path());
+    ck_assert_str_eq(second->body, "{\"seq\":3}");
+    answer(second, 0, NULL);
+    ck_assert_int_eq(unread(), 0);
+    reconnect(3);
+    second = pending(&fx->s, read_path());
+    ck_assert_ptr_nonnull(second);
+    ck_assert_str_eq(second->body, "{\"seq\":3}");
+    /* the server's own account of the marker (another device, or this
+     * push landing) clears it as well */
+    {
+        char d[256];
+        snprintf(d, sizeof d,
+                 "{\"conversation_id\":\"%s\",\"user_id\":\"%s\",\"seq\":3}",
+                 fx->conv, fx->me);
+        ws(CHAT__NET_WS_EVENT, "read:updated", d);
+    }
+    answer(second, 0, NULL);
+    reconnect(3);
+    ck_assert_int_eq(count_pending(&fx->s, read_path()), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("client");
@@ -537,6 +642,8 @@ int main(void)
     tcase_add_test(t, outbox_retries_with_the_same_id);
     tcase_add_test(t, removed_while_offline);
     tcase_add_test(t, hostile_answers);
+    tcase_add_test(t, read_marker_set_offline_is_pushed_after_reconnect);
+    tcase_add_test(t, read_ack_of_an_older_marker_keeps_the_newer);
     suite_add_tcase(s, t);
     return chat_test_run(s);
 }
