@@ -21,6 +21,7 @@
 
 struct chat__cache {
     sqlite3 *db;
+    size_t stmt_max; /* STMT_CACHE, lower in tests */
     /* Prepared statements keyed by the address of their SQL literal: every
      * query here is a constant, so the key is exact and lookup is a scan
      * of a few dozen pointers (cheaper than SQLite's parser by far). */
@@ -93,16 +94,16 @@ static int db_error(chat__cache *c, const char *what)
 static int prepare(chat__cache *c, const char *sql, sqlite3_stmt **st)
 {
     size_t i;
-    for (i = 0; i < STMT_CACHE && c->stmts[i].sql; i++)
+    for (i = 0; i < c->stmt_max && c->stmts[i].sql; i++)
         if (c->stmts[i].sql == sql) {
             *st = c->stmts[i].st;
             return CHAT_OK;
         }
     if (sqlite3_prepare_v3(c->db, sql, -1,
-                           i < STMT_CACHE ? SQLITE_PREPARE_PERSISTENT : 0, st,
+                           i < c->stmt_max ? SQLITE_PREPARE_PERSISTENT : 0, st,
                            NULL) != SQLITE_OK)
         return db_error(c, "prepare");
-    if (i < STMT_CACHE) {
+    if (i < c->stmt_max) {
         c->stmts[i].sql = sql;
         c->stmts[i].st = *st;
     }
@@ -119,7 +120,12 @@ static void release(chat__cache *c, sqlite3_stmt *st)
             sqlite3_clear_bindings(st);
             return;
         }
-    release(c, st);
+    sqlite3_finalize(st);
+}
+
+void chat__cache_stmt_limit(chat__cache *c, size_t n)
+{
+    c->stmt_max = n < STMT_CACHE ? n : STMT_CACHE;
 }
 
 static void bind_text(sqlite3_stmt *st, int i, const char *s)
@@ -174,6 +180,7 @@ int chat__cache_open(chat__cache **out, const char *path)
     int rc;
     if (!c)
         return CHAT_ENOMEM;
+    c->stmt_max = STMT_CACHE;
     if (path) {
         /* Tokens live here: create the file owner-only before SQLite does
          * (its journal and WAL files copy the main file's mode). */

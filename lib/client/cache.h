@@ -52,6 +52,8 @@ typedef struct chat__outbox_item {
 int chat__cache_open(chat__cache **out, const char *path);
 void chat__cache_close(chat__cache *c);
 sqlite3 *chat__cache_db(chat__cache *c);
+/* Keep at most n prepared statements (tests: the path of a full cache). */
+void chat__cache_stmt_limit(chat__cache *c, size_t n);
 
 int chat__cache_begin(chat__cache *c);
 int chat__cache_commit(chat__cache *c);

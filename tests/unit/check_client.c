@@ -627,6 +627,32 @@ START_TEST(read_ack_of_an_older_marker_keeps_the_newer)
 }
 END_TEST
 
+/* With the statement cache full, statements are prepared per call and
+ * finalized after it (ASan's leak check sees any left behind). */
+START_TEST(cache_works_with_its_statement_cache_full)
+{
+    chat__cache *k;
+    chat_client_user u;
+    chat_client_conversation_list list;
+    char *v = NULL;
+    ck_assert_int_eq(chat__cache_open(&k, NULL), CHAT_OK);
+    chat__cache_stmt_limit(k, 1); /* the first one cached, no other */
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(chat__cache_meta_set(k, "user_id", "me"), CHAT_OK);
+        ck_assert_int_eq(chat__cache_meta_get(k, "user_id", &v), CHAT_OK);
+        ck_assert_str_eq(v, "me");
+        chat__free(v);
+        ck_assert_int_eq(chat__cache_user_put(k, "u1", "name", NULL), CHAT_OK);
+        ck_assert_int_eq(chat__cache_user_get(k, "u1", &u), CHAT_OK);
+        ck_assert_str_eq(u.username, "name");
+        ck_assert_int_eq(chat__cache_conversations(k, &list), CHAT_OK);
+        ck_assert_uint_eq(list.count, 0);
+        chat_client_conversation_list_free(&list);
+    }
+    chat__cache_close(k);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("client");
@@ -644,6 +670,9 @@ int main(void)
     tcase_add_test(t, hostile_answers);
     tcase_add_test(t, read_marker_set_offline_is_pushed_after_reconnect);
     tcase_add_test(t, read_ack_of_an_older_marker_keeps_the_newer);
+    suite_add_tcase(s, t);
+    t = tcase_create("cache");
+    tcase_add_test(t, cache_works_with_its_statement_cache_full);
     suite_add_tcase(s, t);
     return chat_test_run(s);
 }
