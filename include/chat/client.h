@@ -409,9 +409,23 @@ chat_client_history(chat_client *c, const char *conversation_id,
                     int64_t before_seq, int limit,
                     chat_client_message_list *out);
 
-/** Fetch up to @p limit messages before @p before_seq (0 = the newest)
- *  from the server into the cache (r->fetched says how many). Does not
- *  raise CHAT_CLIENT_EVENT_MESSAGE: it is for scrolling back. */
+/**
+ * Fetch up to @p limit (1–200) messages with seq < @p before_seq (0 = the
+ * newest) from the server and store them in the cache; r->fetched says how
+ * many the page held.
+ *
+ * Events: messages of the page at or below the conversation's synced
+ * position (scrolling back, the usual case, including messages older
+ * than opts.history_depth reached) are only stored, without
+ * CHAT_CLIENT_EVENT_MESSAGE: the event stream already went past them or
+ * never covers them. When the cache was behind the server (e.g. @p
+ * before_seq 0 while a catch-up is still running) the page may close
+ * that gap; the messages that become contiguous are then raised as
+ * CHAT_CLIENT_EVENT_MESSAGE, once each and in seq order, exactly as a
+ * catch-up would raise them, before this request's callback runs.
+ *
+ * @return a request id > 0, or a CHAT_E* code (< 0).
+ */
 CHAT_API int64_t chat_client_fetch_history(chat_client *c,
                                            const char *conversation_id,
                                            int64_t before_seq, int limit,

@@ -627,6 +627,50 @@ START_TEST(read_ack_of_an_older_marker_keeps_the_newer)
 }
 END_TEST
 
+static int events_at_done;
+static void on_history_done(chat_client *c, const chat_client_result *r,
+                            void *ud)
+{
+    (void)c;
+    (void)ud;
+    done_calls++;
+    done_code = r->code;
+    ck_assert_uint_eq(r->fetched, 3);
+    events_at_done = fx->r.n;
+}
+
+START_TEST(fetch_history_events_as_documented)
+{
+    char p[192];
+    online_with(3);
+    /* scrolling back over what was delivered: stored, no event */
+    done_calls = 0;
+    ck_assert_int_gt(
+        chat_client_fetch_history(fx->c, fx->conv, 4, 3, on_history_done, NULL),
+        0);
+    snprintf(p, sizeof p,
+             "GET /api/messages/conversations/%s/messages?before_seq=4&",
+             fx->conv);
+    answer(pending(&fx->s, p), 200, page(1, 3));
+    ck_assert_int_eq(done_calls, 1);
+    expect_seqs(1, 3);
+    /* behind the server (6 waits for 4 and 5): the newest page closes
+     * the gap, and 4, 5, 6 are raised before the callback runs */
+    ws(CHAT__NET_WS_EVENT, "message:new", msg_json(6));
+    expect_seqs(1, 3);
+    ck_assert_int_gt(
+        chat_client_fetch_history(fx->c, fx->conv, 0, 3, on_history_done, NULL),
+        0);
+    snprintf(p, sizeof p,
+             "GET /api/messages/conversations/%s/messages?before_seq=7&",
+             fx->conv);
+    answer(pending(&fx->s, p), 200, page(4, 6));
+    ck_assert_int_eq(done_calls, 2);
+    ck_assert_int_eq(events_at_done, 6);
+    expect_seqs(1, 6);
+}
+END_TEST
+
 /* With the statement cache full, statements are prepared per call and
  * finalized after it (ASan's leak check sees any left behind). */
 START_TEST(cache_works_with_its_statement_cache_full)
@@ -670,6 +714,7 @@ int main(void)
     tcase_add_test(t, hostile_answers);
     tcase_add_test(t, read_marker_set_offline_is_pushed_after_reconnect);
     tcase_add_test(t, read_ack_of_an_older_marker_keeps_the_newer);
+    tcase_add_test(t, fetch_history_events_as_documented);
     suite_add_tcase(s, t);
     t = tcase_create("cache");
     tcase_add_test(t, cache_works_with_its_statement_cache_full);
