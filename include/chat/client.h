@@ -410,6 +410,22 @@ chat_client_history(chat_client *c, const char *conversation_id,
                     chat_client_message_list *out);
 
 /**
+ * Cached history of a conversation going forward, oldest first: up to
+ * @p limit (1–200) messages with seq > @p after_seq (0 = from the first).
+ * To page on, pass the last seq you got. Pending and failed sends (no seq
+ * yet) are not included; chat_client_history() with before_seq 0 lists
+ * them. Seqs may jump where the cache has no copy (older than
+ * opts.history_depth, or past a gap a catch-up is still filling).
+ * Synchronous, no network. Free with chat_client_message_list_free().
+ * @return CHAT_OK (an empty list past the newest), CHAT_EINVAL (bad
+ *         arguments), CHAT_EIO, CHAT_ENOMEM.
+ */
+CHAT_API CHAT_WARN_UNUSED int
+chat_client_history_after(chat_client *c, const char *conversation_id,
+                          int64_t after_seq, int limit,
+                          chat_client_message_list *out);
+
+/**
  * Fetch up to @p limit (1–200) messages with seq < @p before_seq (0 = the
  * newest) from the server and store them in the cache; r->fetched says how
  * many the page held.

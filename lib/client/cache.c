@@ -871,6 +871,25 @@ int chat__cache_history(chat__cache *c, const char *conv, int64_t before_seq,
     return collect(c, st, out);
 }
 
+int chat__cache_history_after(chat__cache *c, const char *conv,
+                              int64_t after_seq, int limit,
+                              chat_client_message_list *out)
+{
+    sqlite3_stmt *st;
+    int rc = prepare(c,
+                     "SELECT " MSG_COLUMNS ", 0 FROM messages m WHERE "
+                     "m.conversation_id=?1 AND m.seq>?2 ORDER BY m.seq "
+                     "LIMIT ?3",
+                     &st);
+    memset(out, 0, sizeof *out);
+    if (rc)
+        return rc;
+    bind_text(st, 1, conv);
+    sqlite3_bind_int64(st, 2, after_seq);
+    sqlite3_bind_int(st, 3, limit);
+    return collect(c, st, out);
+}
+
 int chat__cache_search(chat__cache *c, const char *query, const char *conv,
                        int limit, chat_client_message_list *out)
 {

@@ -129,6 +129,9 @@ int chat__cache_conversation(chat__cache *c, const char *id,
                              chat_client_conversation **out);
 int chat__cache_history(chat__cache *c, const char *conv, int64_t before_seq,
                         int limit, chat_client_message_list *out);
+int chat__cache_history_after(chat__cache *c, const char *conv,
+                              int64_t after_seq, int limit,
+                              chat_client_message_list *out);
 int chat__cache_search(chat__cache *c, const char *query, const char *conv,
                        int limit, chat_client_message_list *out);
 

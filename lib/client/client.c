@@ -1135,6 +1135,16 @@ int chat_client_history(chat_client *c, const char *conversation_id,
                                out);
 }
 
+int chat_client_history_after(chat_client *c, const char *conversation_id,
+                              int64_t after_seq, int limit,
+                              chat_client_message_list *out)
+{
+    CHAT_ASSERT_ARG(c && conversation_id && out && after_seq >= 0);
+    CHAT_ASSERT_ARG(limit >= 1 && limit <= CHAT_PAGE_MAX);
+    return chat__cache_history_after(c->cache, conversation_id, after_seq,
+                                     limit, out);
+}
+
 int64_t chat_client_fetch_history(chat_client *c, const char *conversation_id,
                                   int64_t before_seq, int limit,
                                   chat_client_done_fn done, void *ud)

@@ -671,6 +671,40 @@ START_TEST(fetch_history_events_as_documented)
 }
 END_TEST
 
+START_TEST(history_after_pages_forward)
+{
+    chat_client_message_list h;
+    online_with(5);
+    ck_assert_int_eq(chat_client_send(fx->c, fx->conv, "pending", NULL),
+                     CHAT_OK);
+    ck_assert_int_eq(chat_client_history_after(fx->c, fx->conv, 1, 2, &h),
+                     CHAT_OK);
+    ck_assert_uint_eq(h.count, 2);
+    ck_assert_int_eq(h.items[0].seq, 2);
+    ck_assert_int_eq(h.items[1].seq, 3);
+    ck_assert_str_eq(h.items[1].text, "m3");
+    chat_client_message_list_free(&h);
+    /* the last page ends with the newest stored message, not the send */
+    ck_assert_int_eq(chat_client_history_after(fx->c, fx->conv, 3, 200, &h),
+                     CHAT_OK);
+    ck_assert_uint_eq(h.count, 2);
+    ck_assert_int_eq(h.items[1].seq, 5);
+    chat_client_message_list_free(&h);
+    ck_assert_int_eq(chat_client_history_after(fx->c, fx->conv, 0, 200, &h),
+                     CHAT_OK);
+    ck_assert_uint_eq(h.count, 5);
+    ck_assert_int_eq(h.items[0].seq, 1);
+    chat_client_message_list_free(&h);
+    ck_assert_int_eq(chat_client_history_after(fx->c, fx->conv, 5, 10, &h),
+                     CHAT_OK);
+    ck_assert_uint_eq(h.count, 0);
+    ck_assert_int_eq(chat_client_history_after(fx->c, fx->conv, 0, 0, &h),
+                     CHAT_EINVAL);
+    ck_assert_int_eq(chat_client_history_after(fx->c, fx->conv, -1, 10, &h),
+                     CHAT_EINVAL);
+}
+END_TEST
+
 /* With the statement cache full, statements are prepared per call and
  * finalized after it (ASan's leak check sees any left behind). */
 START_TEST(cache_works_with_its_statement_cache_full)
@@ -715,6 +749,7 @@ int main(void)
     tcase_add_test(t, read_marker_set_offline_is_pushed_after_reconnect);
     tcase_add_test(t, read_ack_of_an_older_marker_keeps_the_newer);
     tcase_add_test(t, fetch_history_events_as_documented);
+    tcase_add_test(t, history_after_pages_forward);
     suite_add_tcase(s, t);
     t = tcase_create("cache");
     tcase_add_test(t, cache_works_with_its_statement_cache_full);
