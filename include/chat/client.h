@@ -15,9 +15,16 @@
  * for REST, libwebsockets for Socket.IO) that never touch the cache nor
  * call you. Everything else happens on *your* thread, inside
  * chat_client_process(): it applies what the network brought to the
- * cache and runs your callbacks. A chat_client must only be used from one
- * thread at a time (the one calling process); chat_client_wakeup() and
- * chat_client_stop() are the exceptions, callable from any thread.
+ * cache and runs your callbacks. A chat_client is used from one thread at
+ * a time, called "the client's thread" below: the one that calls
+ * chat_client_process() (or run/wait, which call it). It may change if
+ * you hand the client over with your own synchronisation. Each function
+ * says on which thread it may be called ("Thread:"): chat_client_fd(),
+ * chat_client_wakeup(), chat_client_stop() and the *_free() functions of
+ * lists are the only ones any thread may call. Callbacks run on the
+ * client's thread and may call every function of the client except
+ * chat_client_process(), chat_client_run(), chat_client_wait() and
+ * chat_client_free().
  *
  * Loop integration, like curl multi or hiredis async: wait until
  * chat_client_fd() is readable or chat_client_timeout_ms() has passed,
@@ -223,7 +230,8 @@ typedef struct chat_client_opts {
         CHAT_CLIENT_OPTS_VERSION, NULL, NULL, NULL, NULL, 0, 0, NULL, 0, 0, 0  \
     }
 
-/** Fill @p opts with the defaults (for FFI callers). */
+/** Fill @p opts with the defaults (for FFI callers).
+ *  Thread: any. */
 CHAT_API void chat_client_opts_init(chat_client_opts *opts);
 
 /**
@@ -237,6 +245,9 @@ CHAT_API void chat_client_opts_init(chat_client_opts *opts);
  * @param opts the options; copied, the strings too (not kept)
  * @return CHAT_OK, CHAT_EINVAL (bad options), CHAT_EIO (cache cannot be
  *         opened), CHAT_ENOMEM.
+ *
+ * Thread: any. The new client is then used by one thread at a time, the
+ * client's thread (see the file comment).
  */
 CHAT_API CHAT_WARN_UNUSED int chat_client_new(chat_client **out,
                                               const chat_client_opts *opts);
@@ -245,35 +256,50 @@ CHAT_API CHAT_WARN_UNUSED int chat_client_new(chat_client **out,
  * Stop the network threads, fail requests still in flight with
  * CHAT_ECLOSED (their callbacks run now), close the cache. Pending sends
  * stay in the outbox for the next start. NULL is a no-op.
+ *
+ * Thread: the client's thread, not from a callback (the client would be freed
+ * under it), and only once no other thread may still call chat_client_wakeup()
+ * or chat_client_stop().
  */
 CHAT_API void chat_client_free(chat_client *c);
 
 /* ---- the loop ----------------------------------------------------------- */
 
 /** A file descriptor that is readable when chat_client_process() has
- *  work. Owned by the client; do not read or close it. */
+ *  work. Owned by the client; do not read or close it.
+ *  Thread: any (the fd does not change during the client's life). */
 CHAT_API int chat_client_fd(const chat_client *c);
 
 /** Milliseconds until chat_client_process() must run even if the fd
- *  stayed quiet (retries, token refresh), or -1 for none. */
+ *  stayed quiet (retries, token refresh), or -1 for none.
+ *  Thread: the client's thread (it reads the timers that chat_client_process()
+ *  moves); may be called from a callback. */
 CHAT_API int chat_client_timeout_ms(const chat_client *c);
 
 /**
  * Apply what arrived from the network, run due timers, and run the
  * callbacks. Never blocks on the network (it does write the cache).
  * @return the number of callbacks run (>= 0), or a CHAT_E* code.
+ *
+ * Thread: the client's thread, not from a callback: it is not re-entrant (a
+ * nested call could hand the same messages to your callback twice).
  */
 CHAT_API int chat_client_process(chat_client *c);
 
-/** Make chat_client_fd() readable. Any thread. */
+/** Make chat_client_fd() readable.
+ *  Thread: any, also a signal handler (it only writes an eventfd), as long as
+ *  the client is not being freed. */
 CHAT_API void chat_client_wakeup(chat_client *c);
 
-/** Run the loop until chat_client_stop(). @return CHAT_OK. */
+/** Run the loop until chat_client_stop(). @return CHAT_OK.
+ *  Thread: the client's thread, not from a callback (it calls
+ *  chat_client_process()). */
 CHAT_API int chat_client_run(chat_client *c);
 
-/** Make chat_client_run() return (after the current round). Any thread,
- *  a signal handler (it only writes an eventfd), or a callback. A stop
- *  before chat_client_run() makes that run return at once. */
+/** Make chat_client_run() return (after the current round). A stop
+ *  before chat_client_run() makes that run return at once.
+ *  Thread: any, also a signal handler (it only sets a flag and writes an
+ *  eventfd) or a callback, as long as the client is not being freed. */
 CHAT_API void chat_client_stop(chat_client *c);
 
 /**
@@ -282,6 +308,9 @@ CHAT_API void chat_client_stop(chat_client *c);
  * run meanwhile as usual.
  * @return the request's code, CHAT_ETIMEDOUT, or CHAT_EINVAL for an
  *         unknown id.
+ *
+ * Thread: the client's thread, not from a callback (it calls
+ * chat_client_process()).
  */
 CHAT_API int chat_client_wait(chat_client *c, int64_t request_id,
                               int timeout_ms);
@@ -289,7 +318,8 @@ CHAT_API int chat_client_wait(chat_client *c, int64_t request_id,
 /* ---- session ------------------------------------------------------------ */
 
 /** Register an account (does not log in). r->id is the new user id.
- *  @return a request id > 0, or a CHAT_E* code (< 0). */
+ *  @return a request id > 0, or a CHAT_E* code (< 0).
+ *  Thread: the client's thread; may be called from a callback. */
 CHAT_API int64_t chat_client_register(chat_client *c, const char *email,
                                       const char *username,
                                       const char *password,
@@ -298,58 +328,69 @@ CHAT_API int64_t chat_client_register(chat_client *c, const char *email,
 /** Log in with an email or a username. On success the session (tokens)
  *  is stored in the cache and the client goes online; r->id is your user
  *  id and r->users[0] you. Logging in as another user than the cache's
- *  wipes the cache first. */
+ *  wipes the cache first.
+ *  Thread: the client's thread; may be called from a callback. */
 CHAT_API int64_t chat_client_login(chat_client *c, const char *login,
                                    const char *password,
                                    chat_client_done_fn done, void *ud);
 
 /** Revoke the session on the server, go offline and forget the tokens
- *  (the cached history stays; the outbox is kept). */
+ *  (the cached history stays; the outbox is kept).
+ *  Thread: the client's thread; may be called from a callback. */
 CHAT_API int64_t chat_client_logout(chat_client *c, chat_client_done_fn done,
                                     void *ud);
 
 /** Your user id, or NULL when there is no session. Valid until the next
- *  login/logout. */
+ *  login/logout.
+ *  Thread: the client's thread; may be called from a callback. */
 CHAT_API const char *chat_client_user_id(const chat_client *c);
 
-/** 1 while the live connection is up. */
+/** 1 while the live connection is up.
+ *  Thread: the client's thread; may be called from a callback. */
 CHAT_API int chat_client_online(const chat_client *c);
 
 /* ---- users -------------------------------------------------------------- */
 
-/** Users whose username or email starts with @p query (r->users). */
+/** Users whose username or email starts with @p query (r->users).
+ *  Thread: the client's thread; may be called from a callback. */
 CHAT_API int64_t chat_client_users_search(chat_client *c, const char *query,
                                           int limit, chat_client_done_fn done,
                                           void *ud);
 
-/** One user by id (r->users[0]). */
+/** One user by id (r->users[0]).
+ *  Thread: the client's thread; may be called from a callback. */
 CHAT_API int64_t chat_client_user_get(chat_client *c, const char *user_id,
                                       chat_client_done_fn done, void *ud);
 
 /** A user the cache has seen (a member, a search result, you), without
- *  the network. @return CHAT_OK or CHAT_ENOTFOUND. */
+ *  the network. @return CHAT_OK or CHAT_ENOTFOUND.
+ *  Thread: the client's thread; may be called from a callback. */
 CHAT_API int chat_client_user_cached(chat_client *c, const char *user_id,
                                      chat_client_user *out);
 
 /* ---- conversations ------------------------------------------------------ */
 
 /** Open (create, or find) the DM with @p user_id; r->id is its id and the
- *  cache holds it when the callback runs. */
+ *  cache holds it when the callback runs.
+ *  Thread: the client's thread; may be called from a callback. */
 CHAT_API int64_t chat_client_dm(chat_client *c, const char *user_id,
                                 chat_client_done_fn done, void *ud);
 
-/** Create a group with you as owner; r->id is its id. */
+/** Create a group with you as owner; r->id is its id.
+ *  Thread: the client's thread; may be called from a callback. */
 CHAT_API int64_t chat_client_group_create(chat_client *c, const char *title,
                                           const char *const *member_ids,
                                           size_t n, chat_client_done_fn done,
                                           void *ud);
 
-/** Invite @p user_id into a group (owner or admin). */
+/** Invite @p user_id into a group (owner or admin).
+ *  Thread: the client's thread; may be called from a callback. */
 CHAT_API int64_t chat_client_invite(chat_client *c, const char *conversation_id,
                                     const char *user_id,
                                     chat_client_done_fn done, void *ud);
 
-/** Remove @p user_id from a group; your own id leaves it. */
+/** Remove @p user_id from a group; your own id leaves it.
+ *  Thread: the client's thread; may be called from a callback. */
 CHAT_API int64_t chat_client_remove(chat_client *c, const char *conversation_id,
                                     const char *user_id,
                                     chat_client_done_fn done, void *ud);
@@ -359,22 +400,27 @@ CHAT_API int64_t chat_client_remove(chat_client *c, const char *conversation_id,
  * Synchronous, no network. @p out is filled; free with
  * chat_client_conversation_list_free(). @return CHAT_OK or
  * CHAT_EIO/CHAT_ENOMEM.
+ *
+ * Thread: the client's thread; may be called from a callback.
  */
 CHAT_API CHAT_WARN_UNUSED int
 chat_client_conversations(chat_client *c, chat_client_conversation_list *out);
 
 /** One cached conversation with its members. Free with
- *  chat_client_conversation_free(). @return CHAT_OK or CHAT_ENOTFOUND. */
+ *  chat_client_conversation_free(). @return CHAT_OK or CHAT_ENOTFOUND.
+ *  Thread: the client's thread; may be called from a callback. */
 CHAT_API CHAT_WARN_UNUSED int
 chat_client_conversation_get(chat_client *c, const char *conversation_id,
                              chat_client_conversation **out);
 
 /** Free the entries of @p list and zero it (not @p list itself). NULL is
- *  a no-op. */
+ *  a no-op.
+ *  Thread: any (it touches no client). */
 CHAT_API void
 chat_client_conversation_list_free(chat_client_conversation_list *list);
 /** Free a conversation from chat_client_conversation_get(). NULL is a
- *  no-op. */
+ *  no-op.
+ *  Thread: any (it touches no client). */
 CHAT_API void chat_client_conversation_free(chat_client_conversation *conv);
 
 /* ---- messages ----------------------------------------------------------- */
@@ -388,13 +434,16 @@ CHAT_API void chat_client_conversation_free(chat_client_conversation *conv);
  * confirmed by CHAT_CLIENT_EVENT_MESSAGE (or CHAT_CLIENT_EVENT_SEND_FAILED).
  * @return CHAT_OK, CHAT_EINVAL (bad text), CHAT_ENOTFOUND (conversation not
  *         in the cache), CHAT_EAUTH (no session), CHAT_EIO.
+ *
+ * Thread: the client's thread; may be called from a callback.
  */
 CHAT_API CHAT_WARN_UNUSED int
 chat_client_send(chat_client *c, const char *conversation_id, const char *text,
                  char client_msg_id[CHAT_ID_LEN + 1]);
 
 /** Drop a failed (or still pending) send from the outbox. A pending one
- *  may already have reached the server. @return CHAT_OK or CHAT_ENOTFOUND. */
+ *  may already have reached the server. @return CHAT_OK or CHAT_ENOTFOUND.
+ *  Thread: the client's thread; may be called from a callback. */
 CHAT_API int chat_client_discard(chat_client *c, const char *client_msg_id);
 
 /**
@@ -403,6 +452,8 @@ CHAT_API int chat_client_discard(chat_client *c, const char *client_msg_id);
  * pending and failed sends follow them). Synchronous, no network: use
  * chat_client_fetch_history() when it returns fewer than you need.
  * Free with chat_client_message_list_free().
+ *
+ * Thread: the client's thread; may be called from a callback.
  */
 CHAT_API CHAT_WARN_UNUSED int
 chat_client_history(chat_client *c, const char *conversation_id,
@@ -419,6 +470,8 @@ chat_client_history(chat_client *c, const char *conversation_id,
  * Synchronous, no network. Free with chat_client_message_list_free().
  * @return CHAT_OK (an empty list past the newest), CHAT_EINVAL (bad
  *         arguments), CHAT_EIO, CHAT_ENOMEM.
+ *
+ * Thread: the client's thread; may be called from a callback.
  */
 CHAT_API CHAT_WARN_UNUSED int
 chat_client_history_after(chat_client *c, const char *conversation_id,
@@ -441,6 +494,8 @@ chat_client_history_after(chat_client *c, const char *conversation_id,
  * catch-up would raise them, before this request's callback runs.
  *
  * @return a request id > 0, or a CHAT_E* code (< 0).
+ *
+ * Thread: the client's thread; may be called from a callback.
  */
 CHAT_API int64_t chat_client_fetch_history(chat_client *c,
                                            const char *conversation_id,
@@ -448,7 +503,8 @@ CHAT_API int64_t chat_client_fetch_history(chat_client *c,
                                            chat_client_done_fn done, void *ud);
 
 /** Fetch the full text of a message whose has_more is 1, store it in the
- *  cache, and give it in r->message. */
+ *  cache, and give it in r->message.
+ *  Thread: the client's thread; may be called from a callback. */
 CHAT_API int64_t chat_client_fetch_content(chat_client *c,
                                            const char *conversation_id,
                                            const char *message_id,
@@ -461,6 +517,8 @@ CHAT_API int64_t chat_client_fetch_content(chat_client *c,
  * never sorts all matches, so a common word costs what a rare one does.
  * Synchronous, works offline.
  * @return CHAT_OK, CHAT_EINVAL (bad query syntax), CHAT_EIO.
+ *
+ * Thread: the client's thread; may be called from a callback.
  */
 CHAT_API CHAT_WARN_UNUSED int chat_client_search(chat_client *c,
                                                  const char *query,
@@ -469,7 +527,8 @@ CHAT_API CHAT_WARN_UNUSED int chat_client_search(chat_client *c,
                                                  chat_client_message_list *out);
 
 /** Free the entries of @p list and zero it (not @p list itself). NULL is
- *  a no-op. */
+ *  a no-op.
+ *  Thread: any (it touches no client). */
 CHAT_API void chat_client_message_list_free(chat_client_message_list *list);
 
 /* ---- read state and typing --------------------------------------------- */
@@ -489,13 +548,16 @@ CHAT_API void chat_client_message_list_free(chat_client_message_list *list);
  *         CHAT_EAUTH without a session (nothing changes), CHAT_EIO (cache),
  *         or a negative code from starting the request (the marker is
  *         still stored and pushed later).
+ *
+ * Thread: the client's thread; may be called from a callback.
  */
 CHAT_API int64_t chat_client_mark_read(chat_client *c,
                                        const char *conversation_id, int64_t seq,
                                        chat_client_done_fn done, void *ud);
 
 /** Tell the members you are (1) or stopped (0) typing. Best effort over
- *  the live connection: CHAT_ECLOSED while offline. */
+ *  the live connection: CHAT_ECLOSED while offline.
+ *  Thread: the client's thread; may be called from a callback. */
 CHAT_API int chat_client_typing(chat_client *c, const char *conversation_id,
                                 int is_typing);
 
