@@ -282,7 +282,9 @@ static void on_list(chat_client *c, const cJSON *j)
     const cJSON *convs = cJSON_GetObjectItemCaseSensitive(j, "conversations");
     const cJSON *next = cJSON_GetObjectItemCaseSensitive(j, "next_cursor");
     const cJSON *v;
-    if (chat__cache_begin(c->cache) != CHAT_OK)
+    /* A page of a sync that go_offline() abandoned (logout, another
+     * account): its list is no longer the one to sweep against. */
+    if (!c->syncing || chat__cache_begin(c->cache) != CHAT_OK)
         return;
     cJSON_ArrayForEach(v, convs)
     {
@@ -316,6 +318,8 @@ static void on_list(chat_client *c, const cJSON *j)
         else if (pos.delivered_seq < pos.synced_seq)
             surface(c, id->valuestring);
     }
+    if (!c->syncing) /* a callback above logged out */
+        return;
     if (cJSON_IsString(next) && next->valuestring[0])
         list_page(c, next->valuestring);
     else
@@ -452,6 +456,8 @@ static void on_catchup(chat_client *c, creq *r, int code, const cJSON *j)
         return;
     }
     surface(c, r->conv);
+    /* A callback may have logged out, which frees the csyncs. */
+    s = csync_get(c, r->conv);
     if (chat__cache_conv_pos(c->cache, r->conv, &pos) != CHAT_OK)
         return;
     /* A full page, or news during the fetch, or still behind: go on. A

@@ -116,12 +116,16 @@ typedef struct rec {
     int64_t seqs[512];
     int n;
     int synced, ended, failed, conv_events;
+    int logout_on_message; /* the next message's callback logs out */
 } rec;
 
 static void on_event(chat_client *c, const chat_client_event *ev, void *ud)
 {
     rec *r = ud;
-    (void)c;
+    if (ev->type == CHAT_CLIENT_EVENT_MESSAGE && r->logout_on_message) {
+        r->logout_on_message = 0;
+        ck_assert_int_gt(chat_client_logout(c, NULL, NULL), 0);
+    }
     if (ev->type == CHAT_CLIENT_EVENT_MESSAGE && r->n < 512)
         r->seqs[r->n++] = ev->message->seq;
     else if (ev->type == CHAT_CLIENT_EVENT_SYNCED)
@@ -705,6 +709,20 @@ START_TEST(history_after_pages_forward)
 }
 END_TEST
 
+/* Callbacks may call the client, logout included, even in the middle of a
+ * catch-up page (the ASan build sees any state used after it is freed). */
+START_TEST(logout_from_a_message_callback)
+{
+    online_with(3);
+    ws(CHAT__NET_WS_EVENT, "message:new", msg_json(5));
+    fx->r.logout_on_message = 1;
+    answer(pending(&fx->s, catchup_path(3)), 200, page(4, 5));
+    expect_seqs(1, 5);
+    ck_assert_ptr_null(chat_client_user_id(fx->c));
+    ck_assert_int_eq(fx->r.conv_events, 0);
+}
+END_TEST
+
 /* With the statement cache full, statements are prepared per call and
  * finalized after it (ASan's leak check sees any left behind). */
 START_TEST(cache_works_with_its_statement_cache_full)
@@ -750,6 +768,7 @@ int main(void)
     tcase_add_test(t, read_ack_of_an_older_marker_keeps_the_newer);
     tcase_add_test(t, fetch_history_events_as_documented);
     tcase_add_test(t, history_after_pages_forward);
+    tcase_add_test(t, logout_from_a_message_callback);
     suite_add_tcase(s, t);
     t = tcase_create("cache");
     tcase_add_test(t, cache_works_with_its_statement_cache_full);
