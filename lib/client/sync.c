@@ -251,6 +251,15 @@ static int seen_add(chat_client *c, const char *id)
     return CHAT_OK;
 }
 
+/* A conversation learned outside the list while a sync runs (created, or
+ * announced live): a list page answered before it existed must not sweep
+ * it as left. */
+static void sync_saw(chat_client *c, const char *id)
+{
+    if (c->syncing)
+        seen_add(c, id);
+}
+
 /* The server's list is complete: conversations it no longer lists were
  * left (or we were removed) while we were away. */
 static void sweep_left(chat_client *c)
@@ -495,6 +504,7 @@ static void on_conv(chat_client *c, creq *r, int code, const cJSON *j,
         chat__cache_rollback(c->cache);
         return;
     }
+    sync_saw(c, r->conv);
     catchup(c, r->conv);
     if (r->arg[0])
         chat__client_emit(c, &ev);
@@ -538,6 +548,7 @@ int chat__sync_answer(chat_client *c, creq *r, int code, const cJSON *j)
                 chat__cache_rollback(c->cache);
                 return code;
             }
+            sync_saw(c, r->conv);
             catchup(c, r->conv);
         }
         return code;

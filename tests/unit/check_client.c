@@ -723,6 +723,28 @@ START_TEST(logout_from_a_message_callback)
 }
 END_TEST
 
+/* A conversation created while the first sync's list is in flight is not
+ * swept as left by a list the server made before it existed. */
+START_TEST(conversation_created_during_a_sync_stays)
+{
+    chat_client_conversation *v;
+    ck_assert_int_gt(chat_client_login(fx->c, "me", "password", NULL, NULL), 0);
+    login_answer("A1", "R1");
+    ws(CHAT__NET_WS_UP, NULL, NULL);
+    ck_assert_ptr_nonnull(pending(&fx->s, "GET /api/chats/conversations?"));
+    ck_assert_int_gt(chat_client_dm(fx->c, fx->other, NULL, NULL), 0);
+    answer(pending(&fx->s, "POST /api/chats/conversations/dm"), 201,
+           conv_json(0, 1));
+    answer(pending(&fx->s, "GET /api/chats/conversations?"), 200,
+           "{\"conversations\":[],\"next_cursor\":null}");
+    ck_assert_int_eq(fx->r.conv_events, 0);
+    ck_assert_int_eq(chat_client_conversation_get(fx->c, fx->conv, &v),
+                     CHAT_OK);
+    chat_client_conversation_free(v);
+    ck_assert_int_eq(chat_client_send(fx->c, fx->conv, "x", NULL), CHAT_OK);
+}
+END_TEST
+
 /* With the statement cache full, statements are prepared per call and
  * finalized after it (ASan's leak check sees any left behind). */
 START_TEST(cache_works_with_its_statement_cache_full)
@@ -769,6 +791,7 @@ int main(void)
     tcase_add_test(t, fetch_history_events_as_documented);
     tcase_add_test(t, history_after_pages_forward);
     tcase_add_test(t, logout_from_a_message_callback);
+    tcase_add_test(t, conversation_created_during_a_sync_stays);
     suite_add_tcase(s, t);
     t = tcase_create("cache");
     tcase_add_test(t, cache_works_with_its_statement_cache_full);
