@@ -820,6 +820,11 @@ void chat__sync_timers(chat_client *c, int64_t now)
 int64_t chat__sync_next_timer(const chat_client *c)
 {
     int64_t t = c->outbox_retry_at;
+
+    /* without a session none of these can fire: a retry that was due when
+     * the user logged out must not make the loop spin */
+    if (!c->access)
+        return 0;
     if (c->sync_retry_at && (!t || c->sync_retry_at < t))
         t = c->sync_retry_at;
     if (c->read_retry_at && (!t || c->read_retry_at < t))

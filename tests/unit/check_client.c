@@ -494,6 +494,28 @@ START_TEST(outbox_retries_with_the_same_id)
 }
 END_TEST
 
+/* A send that failed for now leaves a retry due; logging out must not
+ * leave chat_client_timeout_ms() at 0 (a loop that spins). */
+START_TEST(no_spin_after_logout_with_a_retry_due)
+{
+    char p[128];
+    int i;
+
+    online_with(1);
+    ck_assert_int_eq(chat_client_send(fx->c, fx->conv, "hi", NULL), CHAT_OK);
+    snprintf(p, sizeof p, "POST /api/messages/conversations/%s/messages",
+             fx->conv);
+    answer(pending(&fx->s, p), 0, NULL); /* offline: retried later */
+    ck_assert_int_ge(chat_client_timeout_ms(fx->c), 0);
+    ck_assert_int_gt(chat_client_logout(fx->c, NULL, NULL), 0);
+    for (i = 0; i < 30; i++) { /* well past the first backoff */
+        usleep(10000);
+        chat_client_process(fx->c);
+    }
+    ck_assert_int_ne(chat_client_timeout_ms(fx->c), 0);
+}
+END_TEST
+
 START_TEST(removed_while_offline)
 {
     online_with(2);
@@ -784,6 +806,7 @@ int main(void)
     tcase_add_test(t, refresh_during_requests);
     tcase_add_test(t, refresh_rejected_ends_session);
     tcase_add_test(t, outbox_retries_with_the_same_id);
+    tcase_add_test(t, no_spin_after_logout_with_a_retry_due);
     tcase_add_test(t, removed_while_offline);
     tcase_add_test(t, hostile_answers);
     tcase_add_test(t, read_marker_set_offline_is_pushed_after_reconnect);
