@@ -45,6 +45,7 @@
 #define CHAT_CLIENT_H
 
 #include <chat/common.h>
+#include <chat/core.h> /* chat_log_fn */
 #include <chat/limits.h>
 #include <chat/store.h> /* chat_role, chat_conv_kind */
 
@@ -197,7 +198,7 @@ typedef void (*chat_client_done_fn)(chat_client *c, const chat_client_result *r,
                                     void *userdata);
 
 /** chat_client_opts.version of this header. */
-#define CHAT_CLIENT_OPTS_VERSION 1
+#define CHAT_CLIENT_OPTS_VERSION 2
 /** chat_client_opts.history_depth: skip the past of new conversations. */
 #define CHAT_CLIENT_HISTORY_NONE (-1)
 
@@ -222,12 +223,22 @@ typedef struct chat_client_opts {
     int64_t history_depth;
     /** 1: do not open the live connection (REST only; tests, scripts). */
     int32_t no_realtime;
+    /** Since version 2: this client's log hook; NULL = the process's
+     *  (chat_log_set()). It gets the lines logged on the client's network
+     *  threads (requests, the Socket.IO connection, libwebsockets'
+     *  warnings) and inside chat_client_process() (so also _run() and
+     *  _wait()), so two clients in one process log apart. It runs on
+     *  those threads: it must be thread-safe and must not call libchat. */
+    chat_log_fn log_fn;
+    int32_t log_level;  /**< lowest level passed to log_fn (CHAT_LOG_*) */
+    void *log_userdata; /**< passed to log_fn */
 } chat_client_opts;
 
 /** Initialiser of chat_client_opts: version set, everything else default. */
 #define CHAT_CLIENT_OPTS_INIT                                                  \
     {                                                                          \
-        CHAT_CLIENT_OPTS_VERSION, NULL, NULL, NULL, NULL, 0, 0, NULL, 0, 0, 0  \
+        CHAT_CLIENT_OPTS_VERSION, NULL, NULL, NULL, NULL, 0, 0, NULL, 0, 0, 0, \
+            NULL, CHAT_LOG_INFO, NULL                                          \
     }
 
 /** Fill @p opts with the defaults (for FFI callers).
@@ -239,7 +250,8 @@ CHAT_API void chat_client_opts_init(chat_client_opts *opts);
  * its migrations; starts the network threads; does not connect yet.
  * If the cache holds a session for the same base_url, it is restored:
  * the client goes online at once (see chat_client_user_id()).
- * Logging goes through chat_log_set().
+ * Logging goes to opts->log_fn, or else through chat_log_set(). Options
+ * of version 1 (without the log fields) are accepted.
  *
  * @param out  receives the client; free it with chat_client_free()
  * @param opts the options; copied, the strings too (not kept)

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,7 +238,9 @@ static int client_alloc(chat_client **out, const chat_client_opts *o)
 {
     chat_client *c;
     int rc;
-    CHAT_ASSERT_ARG(out && o && o->version == CHAT_CLIENT_OPTS_VERSION);
+    CHAT_ASSERT_ARG(
+        out && o &&
+        (o->version == 1 || o->version == CHAT_CLIENT_OPTS_VERSION));
     if (!o->base_url || (strncmp(o->base_url, "http://", 7) != 0 &&
                          strncmp(o->base_url, "https://", 8) != 0))
         return chat__error(CHAT_EINVAL, "base_url must start with http:// "
@@ -247,7 +250,16 @@ static int client_alloc(chat_client **out, const chat_client_opts *o)
         return CHAT_ENOMEM;
     c->efd = -1;
     pthread_mutex_init(&c->lock, NULL);
-    c->opts = *o;
+    if (o->version == 1) /* without the log fields */
+        memcpy(&c->opts, o, offsetof(chat_client_opts, log_fn));
+    else
+        c->opts = *o;
+    c->opts.version = CHAT_CLIENT_OPTS_VERSION;
+    if (c->opts.log_fn) {
+        c->log_scope.fn = c->opts.log_fn;
+        c->log_scope.min = c->opts.log_level;
+        c->log_scope.userdata = c->opts.log_userdata;
+    }
     c->next_id = 1;
     c->base_url = chat__strdup(o->base_url);
     c->cache_path = o->cache_path ? chat__strdup(o->cache_path) : NULL;
@@ -328,6 +340,7 @@ int chat_client_new(chat_client **out, const chat_client_opts *opts)
     cfg.user_agent = "libchat/" CHAT_VERSION_STRING;
     cfg.sink = chat__client_post;
     cfg.sink_userdata = c;
+    cfg.log = c->log_scope.fn ? &c->log_scope : NULL;
     if ((rc = chat__rest_new(&rn->rest, &cfg)) != CHAT_OK ||
         (!c->opts.no_realtime &&
          (rc = chat__sioc_new(&rn->sioc, &cfg)) != CHAT_OK)) {
@@ -799,13 +812,27 @@ int chat_client_timeout_ms(const chat_client *c)
     return next - now > INT32_MAX ? INT32_MAX : (int)(next - now);
 }
 
+static int process(chat_client *c);
+
 int chat_client_process(chat_client *c)
+{
+    const chat__log_scope *outer;
+    int rc;
+    if (!c)
+        return CHAT_EINVAL;
+    if (!c->log_scope.fn)
+        return process(c);
+    outer = chat__log_scope_set(&c->log_scope); /* this client's hook */
+    rc = process(c);
+    chat__log_scope_set(outer);
+    return rc;
+}
+
+static int process(chat_client *c)
 {
     chat__net_input *in, *list;
     uint64_t v, calls;
     int64_t now, due;
-    if (!c)
-        return CHAT_EINVAL;
     calls = c->callbacks;
     (void)!read(c->efd, &v, sizeof v);
     pthread_mutex_lock(&c->lock);

@@ -68,6 +68,7 @@ typedef struct csync {
 
 struct chat_client {
     chat_client_opts opts;
+    chat__log_scope log_scope; /* opts.log_fn's; fn NULL: the process's */
     char *base_url, *cache_path, *ca_file;
     chat__cache *cache;
 

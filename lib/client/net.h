@@ -51,6 +51,7 @@ typedef struct chat__net_config {
     const char *user_agent;
     chat__net_sink_fn sink;
     void *sink_userdata;
+    const chat__log_scope *log; /* the threads' log hook; NULL: process's */
 } chat__net_config;
 
 /* What the engine asks of a net. Every function is called on the

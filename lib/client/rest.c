@@ -159,6 +159,7 @@ static void unlink_active(chat__rest *t, rest_req *r)
 static void *rest_thread(void *arg)
 {
     chat__rest *t = arg;
+    chat__log_scope_set(t->cfg.log);
     for (;;) {
         int running = 0, left = 0, quit;
         CURLMsg *m;

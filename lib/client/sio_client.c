@@ -80,6 +80,7 @@ struct chat__sioc {
     /* fixed at creation */
     chat__net_sink_fn sink;
     void *sink_userdata;
+    const chat__log_scope *log; /* the service thread's log hook */
     char *address; /* what to connect to (an IPv6 literal without []) */
     char *host;    /* the Host header */
     char *path;
@@ -745,6 +746,7 @@ static void *service_main(void *arg)
 {
     chat__sioc *s = arg;
 
+    chat__log_scope_set(s->log);
     while (!atomic_load(&s->quit))
         if (lws_service(s->ctx, 0) < 0) {
             CHAT_LOG(CHAT_LOG_ERROR, "component=sioc event=service_failed");
@@ -900,6 +902,7 @@ int chat__sioc_new(chat__sioc **out, const chat__net_config *cfg)
     pthread_mutex_init(&s->lock, NULL);
     s->sink = cfg->sink;
     s->sink_userdata = cfg->sink_userdata;
+    s->log = cfg->log;
     s->insecure = cfg->insecure;
     s->connect_timeout_ms =
         cfg->connect_timeout_ms > 0 &&

@@ -44,6 +44,16 @@ int chat__error(int code, const char *fmt, ...) CHAT__PRINTF(2, 3);
     } while (0)
 
 /* ---- logging ----------------------------------------------------------- */
+/* A log hook for one thread: a client routes its threads' lines (and
+ * those of the calls it runs on the application's thread) to its own
+ * hook. chat__log_scope_set(s) makes s this thread's (NULL: back to the
+ * process hook) and returns the one it replaces. */
+typedef struct chat__log_scope {
+    chat_log_fn fn;
+    int min;
+    void *userdata;
+} chat__log_scope;
+const chat__log_scope *chat__log_scope_set(const chat__log_scope *s);
 int chat__log_enabled(int level);
 void chat__log(int level, const char *fmt, ...) CHAT__PRINTF(2, 3);
 /* Log one line of another library's log (libwebsockets...) as

@@ -8,6 +8,15 @@
 static chat_log_fn g_log_fn;
 static void *g_log_ud;
 static int g_log_min = CHAT_LOG_OFF;
+static _Thread_local const chat__log_scope *t_scope;
+
+const chat__log_scope *chat__log_scope_set(const chat__log_scope *s)
+{
+    const chat__log_scope *old = t_scope;
+
+    t_scope = s;
+    return old;
+}
 
 void chat_log_set(chat_log_fn fn, int min_level, void *userdata)
 {
@@ -34,6 +43,8 @@ const char *chat_log_level_name(int level)
 
 int chat__log_enabled(int level)
 {
+    if (t_scope)
+        return t_scope->fn != NULL && level >= t_scope->min;
     return g_log_fn != NULL && level >= g_log_min;
 }
 
@@ -47,7 +58,10 @@ void chat__log(int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    g_log_fn(level, line, g_log_ud);
+    if (t_scope)
+        t_scope->fn(level, line, t_scope->userdata);
+    else
+        g_log_fn(level, line, g_log_ud);
 }
 
 void chat__log_line(int level, const char *component, const char *line)

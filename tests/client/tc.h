@@ -102,10 +102,15 @@ static inline void tc_on_event(chat_client *c, const chat_client_event *ev,
 
 /* Open a client on base with the cache at path (NULL = memory). The
  * recorder starts empty; msgs survive only in memory. */
-static inline void tc_open(tc *t, const char *base, const char *path)
+/* tc_open with a log hook of the client's own (NULL: the process's). */
+static inline void tc_open_log(tc *t, const char *base, const char *path,
+                               chat_log_fn log_fn, void *log_ud)
 {
     chat_client_opts o = CHAT_CLIENT_OPTS_INIT;
     memset(t, 0, sizeof *t);
+    o.log_fn = log_fn;
+    o.log_level = CHAT_LOG_DEBUG;
+    o.log_userdata = log_ud;
     if (path)
         snprintf(t->path, sizeof t->path, "%s", path);
     o.base_url = base;
@@ -115,6 +120,11 @@ static inline void tc_open(tc *t, const char *base, const char *path)
     o.connect_timeout_ms = 2000;
     o.request_timeout_ms = 5000;
     ck_assert_int_eq(chat_client_new(&t->c, &o), CHAT_OK);
+}
+
+static inline void tc_open(tc *t, const char *base, const char *path)
+{
+    tc_open_log(t, base, path, NULL, NULL);
 }
 
 static inline void tc_close(tc *t)

@@ -4,6 +4,7 @@
  * history, session and outbox; a chatd killed with SIGKILL mid-traffic
  * loses nothing the clients see.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -59,6 +60,52 @@ static size_t server_count(const th_user *u, const char *conv)
     th_resp_free(&r);
     return n;
 }
+
+/* Lines logged, and how many said the live connection came up. */
+typedef struct logged {
+    pthread_mutex_t lock;
+    int lines, ups;
+} logged;
+
+static void count_log(int level, const char *line, void *ud)
+{
+    logged *l = ud;
+    (void)level;
+    pthread_mutex_lock(&l->lock);
+    l->lines++;
+    l->ups += strstr(line, "component=sioc event=up") != NULL;
+    pthread_mutex_unlock(&l->lock);
+}
+
+/* Two clients in one process, each with its own log hook: the lines of
+ * each one's threads reach its hook, not the other's nor the process's. */
+START_TEST(each_client_logs_to_its_own_hook)
+{
+    logged la = {PTHREAD_MUTEX_INITIALIZER, 0, 0},
+           lb = {PTHREAD_MUTEX_INITIALIZER, 0, 0},
+           lg = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
+    tc *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    tc *all[2] = {a, b};
+    th_user ua, ub;
+
+    chat_log_set(count_log, CHAT_LOG_DEBUG, &lg);
+    th_user_new(&srv, "logan", &ua);
+    th_user_new(&srv, "logie", &ub);
+    tc_open_log(a, srv.base, NULL, count_log, &la);
+    tc_open_log(b, srv.base, NULL, count_log, &lb);
+    tc_login(a, "logan");
+    tc_login(b, "logie");
+    TC_UNTIL(all, 2, 10000, a->connected && b->connected);
+    tc_close(a);
+    tc_close(b);
+    chat_log_set(NULL, CHAT_LOG_OFF, NULL);
+    ck_assert_int_eq(la.ups, 1);
+    ck_assert_int_eq(lb.ups, 1);
+    ck_assert_int_eq(lg.ups, 0);
+    free(a);
+    free(b);
+}
+END_TEST
 
 START_TEST(two_users_live)
 {
@@ -484,6 +531,7 @@ int main(void)
     tcase_add_checked_fixture(tcase, setup, teardown);
     tcase_set_timeout(tcase, 120);
     tcase_add_test(tcase, two_users_live);
+    tcase_add_test(tcase, each_client_logs_to_its_own_hook);
     tcase_add_test(tcase, own_messages_are_not_unread);
     tcase_add_test(tcase, read_marker_set_offline_reaches_other_devices);
     tcase_add_test(tcase, long_message_full_text);
