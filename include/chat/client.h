@@ -34,9 +34,9 @@
  * Guarantees (see docs/client.md for the full story):
  *  - every message of a conversation reaches CHAT_CLIENT_EVENT_MESSAGE once, in
  *    `seq` order without gaps; gaps are filled from history first. The
- *    delivered position is stored after your callbacks return, so a
- *    process killed *inside* a callback sees those messages again on the
- *    next start (never fewer, never out of order);
+ *    delivered position is stored as each callback returns, so a process
+ *    killed *inside* a callback sees that one message again on the next
+ *    start (never fewer, never out of order), and no other;
  *  - a chat_client_send() that returned CHAT_OK is stored by the server
  *    exactly once, even across crashes and restarts (its client_msg_id
  *    makes retries idempotent), in the order you sent it per conversation.

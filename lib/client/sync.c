@@ -82,8 +82,8 @@ static void surface(chat_client *c, const char *conv)
             ev.time_ms = list.items[i].created_at_ms;
             ev.message = &list.items[i];
             chat__client_emit(c, &ev);
+            chat__cache_delivered(c->cache, conv, ev.seq);
         }
-        chat__cache_delivered(c->cache, conv, list.items[list.count - 1].seq);
         chat_client_message_list_free(&list);
     }
 }

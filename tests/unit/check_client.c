@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chat/chat.h>
@@ -117,11 +118,15 @@ typedef struct rec {
     int n;
     int synced, ended, failed, conv_events;
     int logout_on_message; /* the next message's callback logs out */
+    int64_t die_at;        /* the callback of this seq ends the process */
 } rec;
 
 static void on_event(chat_client *c, const chat_client_event *ev, void *ud)
 {
     rec *r = ud;
+    if (ev->type == CHAT_CLIENT_EVENT_MESSAGE && r->die_at &&
+        ev->message->seq == r->die_at)
+        _exit(0); /* as kill -9 inside the application's callback */
     if (ev->type == CHAT_CLIENT_EVENT_MESSAGE && r->logout_on_message) {
         r->logout_on_message = 0;
         ck_assert_int_gt(chat_client_logout(c, NULL, NULL), 0);
@@ -382,6 +387,37 @@ START_TEST(delivered_position_survives_restart)
     ck_assert_int_eq(fx->r.n, 2);
     ck_assert_int_eq(fx->r.seqs[0], 4);
     ck_assert_int_eq(fx->r.seqs[1], 5);
+}
+END_TEST
+
+/* A process that dies inside the callback of seq 3 gets seq 3 again on
+ * the next start, and not 1 or 2: the position is stored per callback. */
+START_TEST(killed_inside_a_callback_repeats_only_that_message)
+{
+    pid_t pid;
+    int status;
+
+    chat_client_free(fx->c); /* no SQLite handle across fork */
+    fx->c = NULL;
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        open_client();
+        fx->r.die_at = 3;
+        online_with(5);
+        _exit(1); /* the callback of seq 3 never came */
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    memset(&fx->s, 0, sizeof fx->s);
+    memset(&fx->r, 0, sizeof fx->r);
+    open_client(); /* the session comes back from the cache */
+    ws(CHAT__NET_WS_UP, NULL, NULL);
+    answer(pending(&fx->s, "GET /api/chats/conversations?"), 200, conv_list(5));
+    /* all five are in the cache already: nothing to fetch, 3..5 to hand
+     * over */
+    ck_assert_int_eq(count_pending(&fx->s, "GET"), 0);
+    expect_seqs(3, 5);
 }
 END_TEST
 
@@ -803,6 +839,7 @@ int main(void)
     tcase_add_test(t, duplicates_and_replays_are_dropped);
     tcase_add_test(t, out_of_order_live_delivery);
     tcase_add_test(t, delivered_position_survives_restart);
+    tcase_add_test(t, killed_inside_a_callback_repeats_only_that_message);
     tcase_add_test(t, refresh_during_requests);
     tcase_add_test(t, refresh_rejected_ends_session);
     tcase_add_test(t, outbox_retries_with_the_same_id);
