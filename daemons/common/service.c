@@ -148,6 +148,8 @@ static void kafka_opts(chat_kafka_opts *ko, const char *brokers,
     ko->messages_topic = getenv("KAFKA_TOPIC_MESSAGES");
     ko->events_topic = getenv("KAFKA_TOPIC_EVENTS");
     ko->group_id = group;
+    if (getenv("KAFKA_FETCH_WAIT_MS"))
+        ko->fetch_wait_ms = atoi(getenv("KAFKA_FETCH_WAIT_MS"));
 }
 
 /* A connection cap from env: -1 (none) or 1..1000000; 0 if unset. */
@@ -211,6 +213,8 @@ static void usage(const service_def *d)
             "  KAFKA_BROKERS       required (KAFKA_GROUP_ID: fanout-worker;\n"
             "                      KAFKA_TOPIC_MESSAGES, "
             "KAFKA_TOPIC_EVENTS)\n"
+            "  KAFKA_FETCH_WAIT_MS longest wait of an idle fetch (20; "
+            "1..1000)\n"
             "  CHAT_ROUTE_CACHE_MS reuse a conversation's gateways this long\n"
             "                      (0 = 100; -1 = look up every event)\n");
     if (d->needs_bus)
@@ -419,6 +423,14 @@ int service_main(const service_def *d, int argc, char **argv)
     if (chat_server_opts_check(&so) != CHAT_OK) {
         fprintf(stderr, "%s: %s\n", d->name, chat_error_last()->message);
         return 2;
+    }
+    if ((w = getenv("KAFKA_FETCH_WAIT_MS")) != NULL && *w) {
+        long ms = strtol(w, &end, 10);
+        if (*end || ms < 1 || ms > 1000) {
+            fprintf(stderr, "%s: KAFKA_FETCH_WAIT_MS must be 1..1000\n",
+                    d->name);
+            return 2;
+        }
     }
     if (d->fanout && (w = getenv("CHAT_ROUTE_CACHE_MS")) != NULL && *w) {
         long ms = strtol(w, &end, 10);

@@ -133,9 +133,15 @@ typedef struct chat_kafka_opts {
                                      the earliest uncommitted offset); NULL:
                                      publish only */
     int timeout_ms;             /**< open and the flush at free; 0 = 5000 */
+    /** Since version 2: the longest a consumer's fetch waits for data
+     *  (fetch.wait.max.ms); 0 = 20. Brokers answer as soon as data
+     *  arrives, so this only sets how often an idle consumer asks; a
+     *  cluster that waits it out (librdkafka's mock) adds it to every
+     *  delivery. 1..1000. */
+    int fetch_wait_ms;
 } chat_kafka_opts;
 
-#define CHAT_KAFKA_OPTS_VERSION 1
+#define CHAT_KAFKA_OPTS_VERSION 2
 
 /** Defaults: everything 0/NULL but the version. */
 CHAT_API void chat_kafka_opts_init(chat_kafka_opts *o);

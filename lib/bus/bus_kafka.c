@@ -358,18 +358,18 @@ int chat_bus_kafka_new(chat_bus **out, const chat_kafka_opts *o)
         "auto.offset.reset", "earliest", "topic.metadata.refresh.interval.ms",
         "2000",
         /* a consumer that dies hands its partitions over after 6 s */
-        "session.timeout.ms", "6000", "heartbeat.interval.ms", "1000",
-        /* a fetch returns what is there after at most this long (brokers
-         * answer as soon as data arrives; some test clusters wait) */
-        "fetch.wait.max.ms", "20", NULL};
-    char err[256];
+        "session.timeout.ms", "6000", "heartbeat.interval.ms", "1000", NULL};
+    char err[256], wait[16];
     rd_kafka_conf_t *c;
     kafka_bus *b;
-    int rc;
+    int rc, fetch_wait;
 
     CHAT_ASSERT_ARG(out && o);
-    if (o->version != CHAT_KAFKA_OPTS_VERSION)
+    if (o->version != 1 && o->version != CHAT_KAFKA_OPTS_VERSION)
         return chat__error(CHAT_EINVAL, "chat_kafka_opts: unknown version");
+    fetch_wait = o->version >= 2 ? o->fetch_wait_ms : 0;
+    if (fetch_wait < 0 || fetch_wait > 1000)
+        return chat__error(CHAT_EINVAL, "Kafka fetch wait: 1..1000 ms");
     if (!o->brokers || !*o->brokers)
         return chat__error(CHAT_EINVAL, "Kafka needs brokers (KAFKA_BROKERS)");
     if ((o->messages_topic && !valid_topic(o->messages_topic)) ||
@@ -413,10 +413,14 @@ int chat_bus_kafka_new(chat_bus **out, const chat_kafka_opts *o)
             rc = chat_error_last()->code;
             goto fail;
         }
+        /* a fetch returns what is there after at most this long */
+        snprintf(wait, sizeof wait, "%d", fetch_wait ? fetch_wait : 20);
         if (rd_kafka_conf_set(c, "group.id", o->group_id, err, sizeof err) !=
-            RD_KAFKA_CONF_OK) {
+                RD_KAFKA_CONF_OK ||
+            rd_kafka_conf_set(c, "fetch.wait.max.ms", wait, err, sizeof err) !=
+                RD_KAFKA_CONF_OK) {
             rd_kafka_conf_destroy(c);
-            rc = chat__error(CHAT_EINVAL, "Kafka group.id: %s", err);
+            rc = chat__error(CHAT_EINVAL, "Kafka consumer: %s", err);
             goto fail;
         }
         if ((b->consumer =

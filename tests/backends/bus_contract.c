@@ -528,6 +528,9 @@ START_TEST(kafka_bad_options)
     o.group_id = "";
     ck_assert_int_eq(chat_bus_kafka_new(&b, &o), CHAT_EINVAL);
     o.group_id = NULL;
+    o.fetch_wait_ms = 5000;
+    ck_assert_int_eq(chat_bus_kafka_new(&b, &o), CHAT_EINVAL);
+    o.fetch_wait_ms = 0;
     o.brokers = "127.0.0.1:1";
     o.timeout_ms = 1000;
     ck_assert_int_eq(chat_bus_kafka_new(&b, &o), CHAT_EUNAVAIL);
