@@ -796,6 +796,8 @@ static int cmd_watch(app *a)
         return 1;
     }
     fprintf(stderr, "chat-cli: watching; Ctrl-C to stop\n");
+    /* one event, one line, at once: also into a pipe or a file */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     a->mode = MODE_WATCH;
     catch_signals();
     if (!g_stop)

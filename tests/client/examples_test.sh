@@ -133,4 +133,20 @@ as alice send "$conv" last
 until_history alice "$conv" "echo: last$"
 [ "$(grep -c "echo: ping$" "$tmp/out")" -eq 1 ] || fail "ping answered twice"
 stop_bot
+
+# scrolling back: what came before #2, nothing from #2 on
+as alice history "$conv" --before 2 --limit 5
+grep -Eq '#1 alice [0-9:]{5}: hello bob$' "$tmp/out" || fail "history --before"
+grep -q "#2 " "$tmp/out" && fail "history --before 2 showed #2"
+
+# watch: bob sees alice's next message live, and Ctrl-C ends it with 0
+CHAT_PASSWORD=password-bob "$cli" --server "$url" --cache "$tmp/bob.db" \
+    watch >"$tmp/watch.log" 2>&1 &
+watch_pid=$!
+wait_for "$tmp/watch.log" "watching" 10 || fail "watch did not start"
+sleep 1 # its catch-up and the live connection
+as alice send "$conv" seen live
+wait_for "$tmp/watch.log" "seen live" 10 || fail "watch did not print it"
+kill -INT "$watch_pid"
+wait "$watch_pid" || fail "watch exit status $?"
 echo "examples: ok"
