@@ -58,8 +58,10 @@ int main(int argc, char **argv)
     }
     if (!chat_client_user_id(c)) {
         int64_t id = chat_client_login(c, argv[3], argv[4], NULL, NULL);
-        if (id < 0 || chat_client_wait(c, id, 10000) != CHAT_OK) {
-            fprintf(stderr, "crash_sender: login failed\n");
+        int rc = id < 0 ? (int)id : chat_client_wait(c, id, 10000);
+        if (rc != CHAT_OK) {
+            fprintf(stderr, "crash_sender: login failed: %s (%s)\n",
+                    chat_strerror(rc), chat_error_last()->message);
             return 1;
         }
     }
