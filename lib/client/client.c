@@ -786,9 +786,13 @@ static int64_t now_ms(void)
 
 /* The wall-clock expiry of the access token, seen from the monotonic
  * clock the timers use. */
+/* When the access token should be renewed; 0 = no renewal to start (none
+ * needed, one running, or a failed one waiting for its backoff: then
+ * refresh_retry_at decides, or the loop would retry at once, forever). */
 static int64_t refresh_due(const chat_client *c)
 {
-    if (!c->refresh || c->refreshing || !c->access_exp_ms)
+    if (!c->refresh || c->refreshing || c->refresh_retry_at ||
+        !c->access_exp_ms)
         return 0;
     return now_ms() +
            (c->access_exp_ms - ACCESS_REFRESH_MARGIN_MS - chat_time_now_ms());

@@ -464,6 +464,39 @@ START_TEST(refresh_during_requests)
 }
 END_TEST
 
+/* A token near expiry whose renewal fails (the server is down) is
+ * retried with backoff, not at once in a loop (a client left running
+ * against a dead server used a third of a core). */
+START_TEST(failed_refresh_backs_off)
+{
+    call *r;
+    int64_t start;
+    int refreshes = 0;
+
+    online_with(1);
+    ck_assert_int_gt(chat_client_users_search(fx->c, "x", 5, on_done, NULL), 0);
+    answer(pending(&fx->s, "GET /api/users/users?"), 401,
+           "{\"error\":{\"code\":\"token_expired\",\"message\":\"x\"}}");
+    /* renewed, but for 30 s only: inside the 60 s margin, due again now */
+    answer(pending(&fx->s, "POST /api/users/auth/refresh"), 200,
+           "{\"access_token\":\"A2\",\"refresh_token\":\"R2\",\"expires_in\":"
+           "30,\"user\":{\"id\":\"00000000-0000-7000-8000-000000000001\"}}");
+    answer(pending(&fx->s, "GET /api/users/users?"), 200, "{\"users\":[]}");
+    start = chat__mono_us();
+    while (chat__mono_us() - start < 300000) {
+        chat_client_process(fx->c);
+        if ((r = pending(&fx->s, "POST /api/users/auth/refresh"))) {
+            refreshes++;
+            answer(r, 0, NULL); /* unreachable */
+        }
+        usleep(1000);
+    }
+    /* 250 ms doubling, full jitter: a handful at most, not hundreds */
+    ck_assert_int_ge(refreshes, 1);
+    ck_assert_int_le(refreshes, 8);
+}
+END_TEST
+
 START_TEST(refresh_rejected_ends_session)
 {
     online_with(1);
@@ -841,6 +874,7 @@ int main(void)
     tcase_add_test(t, delivered_position_survives_restart);
     tcase_add_test(t, killed_inside_a_callback_repeats_only_that_message);
     tcase_add_test(t, refresh_during_requests);
+    tcase_add_test(t, failed_refresh_backs_off);
     tcase_add_test(t, refresh_rejected_ends_session);
     tcase_add_test(t, outbox_retries_with_the_same_id);
     tcase_add_test(t, no_spin_after_logout_with_a_retry_due);
