@@ -8,9 +8,10 @@ chatd=$build/daemons/chatd/chatd
 cli=$build/examples/chat-cli
 bot=$build/examples/echo-bot
 tmp=$(mktemp -d /tmp/chat-examples-XXXXXX)
-chatd_pid= bot_pid=
+chatd_pid= bot_pid= watch_pid=
 
 cleanup() {
+    [ -n "$watch_pid" ] && kill "$watch_pid" 2>/dev/null && wait "$watch_pid" || true
     [ -n "$bot_pid" ] && kill "$bot_pid" 2>/dev/null && wait "$bot_pid" || true
     [ -n "$chatd_pid" ] && kill "$chatd_pid" 2>/dev/null && wait "$chatd_pid" || true
     rm -rf "$tmp"
@@ -149,4 +150,5 @@ as alice send "$conv" seen live
 wait_for "$tmp/watch.log" "seen live" 10 || fail "watch did not print it"
 kill -INT "$watch_pid"
 wait "$watch_pid" || fail "watch exit status $?"
+watch_pid=
 echo "examples: ok"
