@@ -57,6 +57,30 @@ struct chat__ratelimit {
     share *share; /* NULL: limits of this process only */
 };
 
+/* The shard of key[0..klen) and its hash; the caller locks the shard. */
+static shard *shard_of(chat__ratelimit *rl, const char *key, size_t klen,
+                       uint64_t *h)
+{
+    crypto_shorthash((unsigned char *)h, (const unsigned char *)key, klen,
+                     rl->hkey);
+    return &rl->shards[*h % SHARDS];
+}
+
+/* The chain of sh where the key hashed to h lives. */
+static entry **chain(shard *sh, uint64_t h)
+{
+    return &sh->slots[(h / SHARDS) % SHARD_BUCKETS];
+}
+
+/* key[0..klen)'s bucket in its locked shard, or NULL. */
+static entry *lookup(shard *sh, uint64_t h, const char *key, size_t klen)
+{
+    for (entry *e = *chain(sh, h); e; e = e->next)
+        if (e->hash == h && !strncmp(e->key, key, klen) && !e->key[klen])
+            return e;
+    return NULL;
+}
+
 int chat__rate_parse(const char *s, chat__rate *out)
 {
     char *end;
@@ -171,17 +195,12 @@ static void block(chat__ratelimit *rl, const char *key, long long wait_us)
 {
     size_t klen = strlen(key);
     uint64_t h;
-    shard *sh;
+    shard *sh = shard_of(rl, key, klen, &h);
+    entry *e;
 
-    crypto_shorthash((unsigned char *)&h, (const unsigned char *)key, klen,
-                     rl->hkey);
-    sh = &rl->shards[h % SHARDS];
     pthread_mutex_lock(&sh->lock);
-    for (entry *e = sh->slots[(h / SHARDS) % SHARD_BUCKETS]; e; e = e->next)
-        if (e->hash == h && !strcmp(e->key, key)) {
-            e->blocked_until_us = chat__mono_us() + wait_us;
-            break;
-        }
+    if ((e = lookup(sh, h, key, klen)) != NULL)
+        e->blocked_until_us = chat__mono_us() + wait_us;
     pthread_mutex_unlock(&sh->lock);
 }
 
@@ -505,16 +524,11 @@ int chat__ratelimit_take(chat__ratelimit *rl, const chat__rate *rate,
     if (rate->per_second <= 0)
         return CHAT_OK;
     klen = strnlen(key, KEY_MAX);
-    crypto_shorthash((unsigned char *)&h, (const unsigned char *)key, klen,
-                     rl->hkey);
-    sh = &rl->shards[h % SHARDS];
+    sh = shard_of(rl, key, klen, &h);
     now = chat__mono_us();
 
     pthread_mutex_lock(&sh->lock);
-    for (e = sh->slots[(h / SHARDS) % SHARD_BUCKETS]; e; e = e->next)
-        if (e->hash == h && !strncmp(e->key, key, klen) && !e->key[klen])
-            break;
-    if (e == NULL) {
+    if ((e = lookup(sh, h, key, klen)) == NULL) {
         if (sh->count >= SHARD_CAP)
             sweep(sh, rate, now);
         e = chat__malloc(sizeof *e + klen + 1);
@@ -532,8 +546,8 @@ int chat__ratelimit_take(chat__ratelimit *rl, const chat__rate *rate,
         e->per_second = rate->per_second;
         e->burst = rate->burst;
         e->blocked_until_us = 0;
-        e->next = sh->slots[(h / SHARDS) % SHARD_BUCKETS];
-        sh->slots[(h / SHARDS) % SHARD_BUCKETS] = e;
+        e->next = *chain(sh, h);
+        *chain(sh, h) = e;
         sh->count++;
     }
     refill(e, rate, now);
