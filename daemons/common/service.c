@@ -21,6 +21,7 @@ static const char *const bools[] = {"--trust-proxy", "--help", "--version",
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static chat_server *g_srv;
 static int g_stop;
+static int g_fetch_wait_ms; /* KAFKA_FETCH_WAIT_MS; 0 = the default */
 
 static void on_signal(void *arg)
 {
@@ -148,12 +149,13 @@ static void kafka_opts(chat_kafka_opts *ko, const char *brokers,
     ko->messages_topic = getenv("KAFKA_TOPIC_MESSAGES");
     ko->events_topic = getenv("KAFKA_TOPIC_EVENTS");
     ko->group_id = group;
-    if (getenv("KAFKA_FETCH_WAIT_MS"))
-        ko->fetch_wait_ms = atoi(getenv("KAFKA_FETCH_WAIT_MS"));
+    ko->fetch_wait_ms = g_fetch_wait_ms;
 }
 
-/* A connection cap from env: -1 (none) or 1..1000000; 0 if unset. */
-static int conn_limit(const service_def *d, const char *name, int *out)
+/* An integer from env into *out (left alone if unset): lo..hi, and not 0
+ * unless zero_ok. 0, or 1 after saying on stderr what it must be. */
+static int env_int(const service_def *d, const char *name, long lo, long hi,
+                   int zero_ok, const char *must_be, int *out)
 {
     const char *v = getenv(name);
     char *end;
@@ -162,9 +164,8 @@ static int conn_limit(const service_def *d, const char *name, int *out)
     if (v == NULL || *v == '\0')
         return 0;
     n = strtol(v, &end, 10);
-    if (*end || n == 0 || n < -1 || n > 1000000) {
-        fprintf(stderr, "%s: %s must be -1 (no limit) or 1..1000000\n", d->name,
-                name);
+    if (*end || n < lo || n > hi || (n == 0 && !zero_ok)) {
+        fprintf(stderr, "%s: %s must be %s\n", d->name, name, must_be);
         return 1;
     }
     *out = (int)n;
@@ -417,30 +418,18 @@ int service_main(const service_def *d, int argc, char **argv)
     so.rate_token = getenv("CHAT_RATE_TOKEN");
     so.rate_events = getenv("CHAT_RATE_EVENTS");
     so.rate_redis_url = redis; /* limits shared by every instance */
-    if (conn_limit(d, "CHAT_MAX_CONN_USER", &so.rt_max_per_user) ||
-        conn_limit(d, "CHAT_MAX_CONN_IP", &so.rt_max_per_ip))
+    if (env_int(d, "CHAT_MAX_CONN_USER", -1, 1000000, 0,
+                "-1 (no limit) or 1..1000000", &so.rt_max_per_user) ||
+        env_int(d, "CHAT_MAX_CONN_IP", -1, 1000000, 0,
+                "-1 (no limit) or 1..1000000", &so.rt_max_per_ip) ||
+        env_int(d, "KAFKA_FETCH_WAIT_MS", 1, 1000, 0, "1..1000",
+                &g_fetch_wait_ms) ||
+        (d->fanout && env_int(d, "CHAT_ROUTE_CACHE_MS", -1, 60000, 1,
+                              "-1 (off) or 0..60000", &fan.cache_ms)))
         return 2;
     if (chat_server_opts_check(&so) != CHAT_OK) {
         fprintf(stderr, "%s: %s\n", d->name, chat_error_last()->message);
         return 2;
-    }
-    if ((w = getenv("KAFKA_FETCH_WAIT_MS")) != NULL && *w) {
-        long ms = strtol(w, &end, 10);
-        if (*end || ms < 1 || ms > 1000) {
-            fprintf(stderr, "%s: KAFKA_FETCH_WAIT_MS must be 1..1000\n",
-                    d->name);
-            return 2;
-        }
-    }
-    if (d->fanout && (w = getenv("CHAT_ROUTE_CACHE_MS")) != NULL && *w) {
-        long ms = strtol(w, &end, 10);
-        if (*end || ms < -1 || ms > 60000) {
-            fprintf(stderr,
-                    "%s: CHAT_ROUTE_CACHE_MS must be -1 (off) or 0..60000\n",
-                    d->name);
-            return 2;
-        }
-        fan.cache_ms = (int)ms;
     }
     dynamo = getenv("DYNAMODB_ENDPOINT");
     gateway[0] = '\0';
