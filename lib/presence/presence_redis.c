@@ -363,10 +363,12 @@ static int locate_once(redis_presence *p, const char *const *users, int n,
     return rc;
 }
 
-static int presence_locate(chat_presence *base, const char *const *users, int n,
-                           chat_id *gw, int max, int *ngw)
+/* Run op(p, arg) on the lookup connection; if it fails with
+ * CHAT_EUNAVAIL, once more on a new connection (the old one may be out of
+ * step or dead). */
+static int on_lookup_conn(redis_presence *p,
+                          int (*op)(redis_presence *p, void *arg), void *arg)
 {
-    redis_presence *p = (redis_presence *)base;
     int rc = CHAT_EUNAVAIL, attempt;
 
     pthread_mutex_lock(&p->loc_lock);
@@ -375,50 +377,62 @@ static int presence_locate(chat_presence *base, const char *const *users, int n,
             rc = chat_error_last()->code;
             continue;
         }
-        rc = locate_once(p, users, n, gw, max, ngw);
+        rc = op(p, arg);
         if (rc != CHAT_EUNAVAIL)
             break;
-        redisFree(p->loc); /* the pipeline is out of step: start over */
+        redisFree(p->loc); /* start over */
         p->loc = NULL;
     }
     pthread_mutex_unlock(&p->loc_lock);
     return rc;
 }
 
-static int presence_epoch(chat_presence *base, int64_t *epoch)
+typedef struct locate_args {
+    const char *const *users;
+    int n, max;
+    chat_id *gw;
+    int *ngw;
+} locate_args;
+
+static int locate_op(redis_presence *p, void *arg)
 {
-    redis_presence *p = (redis_presence *)base;
+    locate_args *a = arg;
+
+    return locate_once(p, a->users, a->n, a->gw, a->max, a->ngw);
+}
+
+static int presence_locate(chat_presence *base, const char *const *users, int n,
+                           chat_id *gw, int max, int *ngw)
+{
+    locate_args a = {users, n, max, gw, ngw};
+
+    return on_lookup_conn((redis_presence *)base, locate_op, &a);
+}
+
+static int epoch_op(redis_presence *p, void *arg)
+{
+    int64_t *epoch = arg;
     char key[96];
-    int rc = CHAT_EUNAVAIL, attempt;
+    redisReply *r;
+    int rc = CHAT_OK;
 
     snprintf(key, sizeof key, "%sepoch", p->prefix);
-    pthread_mutex_lock(&p->loc_lock);
-    for (attempt = 0; attempt < 2; attempt++) {
-        redisReply *r;
-        if (p->loc == NULL && (p->loc = chat__redis_connect(&p->to)) == NULL) {
-            rc = chat_error_last()->code;
-            continue;
-        }
-        r = redisCommand(p->loc, "GET %s", key);
-        if (r != NULL) {
-            rc = CHAT_OK;
-            if (r->type == REDIS_REPLY_STRING)
-                *epoch = strtoll(r->str, NULL, 10);
-            else if (r->type == REDIS_REPLY_NIL)
-                *epoch = 0; /* a Redis that lost its data */
-            else
-                rc = chat__error(CHAT_EUNAVAIL, "Redis GET %s: %s", key,
-                                 r->type == REDIS_REPLY_ERROR ? r->str
-                                                              : "bad reply");
-            freeReplyObject(r);
-            break;
-        }
-        rc = chat__error(CHAT_EUNAVAIL, "Redis: %s", p->loc->errstr);
-        redisFree(p->loc); /* start over on a new connection */
-        p->loc = NULL;
-    }
-    pthread_mutex_unlock(&p->loc_lock);
+    if ((r = redisCommand(p->loc, "GET %s", key)) == NULL)
+        return chat__error(CHAT_EUNAVAIL, "Redis: %s", p->loc->errstr);
+    if (r->type == REDIS_REPLY_STRING)
+        *epoch = strtoll(r->str, NULL, 10);
+    else if (r->type == REDIS_REPLY_NIL)
+        *epoch = 0; /* a Redis that lost its data */
+    else
+        rc = chat__error(CHAT_EUNAVAIL, "Redis GET %s: %s", key,
+                         r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+    freeReplyObject(r);
     return rc;
+}
+
+static int presence_epoch(chat_presence *base, int64_t *epoch)
+{
+    return on_lookup_conn((redis_presence *)base, epoch_op, epoch);
 }
 
 static void presence_free(chat_presence *base)
