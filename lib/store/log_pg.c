@@ -2,7 +2,8 @@
  *
  * Appends queue up per writer thread (a conversation always goes to the
  * same one, so its appends keep their order); a writer commits what is
- * queued in one transaction and answers each append after the commit.
+ * queued in one transaction, sent in one round trip (libpq's pipeline
+ * mode), and answers each append after the commit.
  * Inside it, every conversation's advisory lock is taken (in a fixed
  * order, so writers of several instances cannot deadlock) before its
  * last seq is read: any number of instances produce 1..N without gaps,
@@ -20,12 +21,20 @@ typedef chat__append_req ppending;
 
 struct pg_log;
 
+/* A batch's pipeline: BEGIN, a lock per conversation, an insert per
+ * append, COMMIT. */
+#define PIPE_MAX (2 * BATCH_MAX + 2)
+
 typedef struct pworker {
     struct pg_log *l;
     pthread_t thread;
     int started;
     chat__pg conn;
     chat__append_queue queue;
+    chat__pgstmt stmts[PIPE_MAX];
+    chat__pgargs args[PIPE_MAX];
+    PGresult *res[PIPE_MAX];
+    int at[BATCH_MAX]; /* where each append's insert is in stmts */
 } pworker;
 
 typedef struct pg_log {
@@ -74,11 +83,11 @@ static void read_msg(const PGresult *r, int row, chat_message *m)
     m->content_len = (size_t)chat__pg_int(r, row, 8);
 }
 
-/* Store one append inside the writer's open transaction, its
- * conversation's lock held: one round trip (two with a client_msg_id).
- * The insert reads seq = last + 1 itself; with touch_store it is made on
- * condition of membership and also moves the conversation summary and
- * the sender's read marker. A refusal is p->rc, not a failure. */
+/* The insert reads seq = last + 1 itself; with touch_store it also moves
+ * the conversation summary and the sender's read marker, and with
+ * require_member it is made on condition of membership. A client_msg_id
+ * already stored inserts nothing (ON CONFLICT): the append is then
+ * answered with the stored message. */
 #define INS_COLS                                                               \
     "INSERT INTO messages (conversation_id, seq, id, sender_id,"               \
     " client_msg_id, created_at, preview, has_more, content_len, content)"     \
@@ -87,10 +96,8 @@ static void read_msg(const PGresult *r, int row, chat_message *m)
 #define LAST_SEQ                                                               \
     "WITH last AS (SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM messages"      \
     " WHERE conversation_id = $1)"
-
-static int apply(pg_log *l, chat__pg *c, ppending *p)
-{
-    static const char q_ins[] = LAST_SEQ " " INS_COLS " RETURNING seq";
+#define ON_DUP                                                                 \
+    " ON CONFLICT (conversation_id, sender_id, client_msg_id) DO NOTHING"
 #define TOUCH                                                                  \
     " RETURNING seq),"                                                         \
     " conv AS (UPDATE conversations SET last_seq = ins.seq,"                   \
@@ -100,39 +107,30 @@ static int apply(pg_log *l, chat__pg *c, ppending *p)
     " rd AS (UPDATE members SET read_seq = GREATEST(read_seq, ins.seq)"        \
     " FROM ins WHERE conversation_id = $1 AND user_id = $3)"                   \
     " SELECT seq FROM ins"
-    static const char q_ins_touch[] = LAST_SEQ ", ins AS (" INS_COLS TOUCH;
-    static const char q_ins_member[] = LAST_SEQ
-        ", ins AS (" INS_COLS
-        " WHERE EXISTS (SELECT 1 FROM members WHERE conversation_id = $1"
-        " AND user_id = $3)" TOUCH;
-    static const char q_member[] =
-        "SELECT (SELECT 1 FROM conversations WHERE id = $1),"
-        " (SELECT 1 FROM members WHERE conversation_id = $1"
-        " AND user_id = $2)";
-    static const char q_idem[] =
-        "SELECT " MSG_COLS " FROM messages WHERE conversation_id = $1"
-        " AND sender_id = $2 AND client_msg_id = $3";
+
+/* WHERE true: "FROM last ON" would read as the start of a join */
+static const char q_ins[] =
+    LAST_SEQ " " INS_COLS " WHERE true" ON_DUP " RETURNING seq";
+static const char q_ins_touch[] =
+    LAST_SEQ ", ins AS (" INS_COLS " WHERE true" ON_DUP TOUCH;
+static const char q_ins_member[] =
+    LAST_SEQ ", ins AS (" INS_COLS
+             " WHERE EXISTS (SELECT 1 FROM members WHERE conversation_id = $1"
+             " AND user_id = $3)" ON_DUP TOUCH;
+static const char q_begin[] = "BEGIN";
+static const char q_commit[] = "COMMIT";
+static const char q_lock[] =
+    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+
+/* Give p's message everything but its seq, and its insert's arguments. */
+static int prepare_insert(ppending *p, chat__pgargs *a)
+{
     chat_message *m = &p->msg;
-    chat__pgargs a = {0};
-    PGresult *r;
     size_t cut;
     int rc;
 
     p->rc = CHAT_OK;
     p->created = 0;
-    if (p->cmid[0]) {
-        chat__pa_text(&a, p->conv);
-        chat__pa_text(&a, p->sender);
-        chat__pa_text(&a, p->cmid);
-        if (!(r = chat__pg_query(c, q_idem, &a, "idempotency lookup", &rc)))
-            return rc;
-        if (PQntuples(r) == 1) {
-            read_msg(r, 0, m);
-            PQclear(r);
-            return CHAT_OK;
-        }
-        PQclear(r);
-    }
     memset(m, 0, sizeof *m);
     if ((rc = chat_uuid_v7(m->id)) != CHAT_OK)
         return rc;
@@ -146,38 +144,60 @@ static int apply(pg_log *l, chat__pg *c, ppending *p)
     m->preview[cut] = '\0';
     m->content_len = p->len;
 
-    memset(&a, 0, sizeof a);
-    chat__pa_text(&a, m->conversation_id);
-    chat__pa_text(&a, m->id);
-    chat__pa_text(&a, m->sender_id);
-    chat__pa_text(&a, p->cmid[0] ? p->cmid : NULL);
-    chat__pa_int(&a, m->created_at);
-    chat__pa_text(&a, m->preview);
-    chat__pa_int(&a, m->has_more);
-    chat__pa_int(&a, (int64_t)p->len);
-    chat__pa_text(&a, p->content);
-    if (!(r = chat__pg_query(c,
-                             p->require_member ? q_ins_member
-                             : l->touch_store  ? q_ins_touch
-                                               : q_ins,
-                             &a, "insert message", &rc)))
-        return rc;
-    if (PQntuples(r) == 1) {
-        m->seq = chat__pg_int(r, 0, 0);
-        PQclear(r);
-        p->created = 1;
-        return CHAT_OK;
-    }
-    PQclear(r);
-    /* not inserted: not a member; say whether the conversation exists */
-    memset(&a, 0, sizeof a);
+    memset(a, 0, sizeof *a);
+    chat__pa_text(a, m->conversation_id);
+    chat__pa_text(a, m->id);
+    chat__pa_text(a, m->sender_id);
+    chat__pa_text(a, p->cmid[0] ? p->cmid : NULL);
+    chat__pa_int(a, m->created_at);
+    chat__pa_text(a, m->preview);
+    chat__pa_int(a, m->has_more);
+    chat__pa_int(a, (int64_t)p->len);
+    chat__pa_text(a, p->content);
+    return CHAT_OK;
+}
+
+/* An insert that stored nothing (after the commit): the message its
+ * client_msg_id names, or why the sender may not post there. */
+static void explain_nothing_stored(chat__pg *c, ppending *p)
+{
+    static const char q_idem[] =
+        "SELECT " MSG_COLS " FROM messages WHERE conversation_id = $1"
+        " AND sender_id = $2 AND client_msg_id = $3";
+    static const char q_member[] =
+        "SELECT (SELECT 1 FROM conversations WHERE id = $1),"
+        " (SELECT 1 FROM members WHERE conversation_id = $1"
+        " AND user_id = $2)";
+    chat__pgargs a = {0};
+    PGresult *r;
+    int rc;
+
     chat__pa_text(&a, p->conv);
     chat__pa_text(&a, p->sender);
-    if (!(r = chat__pg_query(c, q_member, &a, "membership", &rc)))
-        return rc;
+    if (p->cmid[0]) {
+        chat__pgargs ai = a;
+        chat__pa_text(&ai, p->cmid);
+        if (!(r = chat__pg_query(c, q_idem, &ai, "idempotency lookup", &rc))) {
+            p->rc = rc;
+            return;
+        }
+        if (PQntuples(r) == 1) {
+            read_msg(r, 0, &p->msg);
+            PQclear(r);
+            return;
+        }
+        PQclear(r);
+    }
+    if (!p->require_member) { /* nothing else stops an insert */
+        p->rc = chat__error(CHAT_EIO, "PostgreSQL: an insert stored nothing");
+        return;
+    }
+    if (!(r = chat__pg_query(c, q_member, &a, "membership", &rc))) {
+        p->rc = rc;
+        return;
+    }
     p->rc = PQgetisnull(r, 0, 0) ? CHAT_ENOTFOUND : CHAT_EPERM;
     PQclear(r);
-    return CHAT_OK;
 }
 
 static int by_conv(const void *a, const void *b)
@@ -189,35 +209,52 @@ static int by_conv(const void *a, const void *b)
     return d ? d : x->order - y->order;
 }
 
-/* One transaction for the n appends in v (sorted by conversation). */
-static int commit_once(pg_log *l, chat__pg *c, ppending **v, int n)
+/* One transaction for the n appends in v (sorted by conversation), in
+ * one round trip: BEGIN, each conversation's lock, each insert, COMMIT. */
+static int commit_once(pg_log *l, pworker *w, ppending **v, int n)
 {
-    static const char q_lock[] =
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+    chat__pg *c = &w->conn;
     const char *locked = NULL;
-    PGresult *r;
-    int rc, i;
+    int rc, i, k = 0;
 
-    if ((rc = chat__pg_exec(c, "BEGIN", "begin")) != CHAT_OK)
-        return rc;
+    w->stmts[k++] = (chat__pgstmt){q_begin, NULL, "begin"};
     for (i = 0; i < n; i++) {
         if (locked == NULL || strcmp(locked, v[i]->conv) != 0) {
-            chat__pgargs a = {0};
-            chat__pa_text(&a, v[i]->conv);
-            if (!(r = chat__pg_query(c, q_lock, &a, "conversation lock", &rc)))
-                goto fail;
-            PQclear(r);
+            memset(&w->args[k], 0, sizeof w->args[k]);
+            chat__pa_text(&w->args[k], v[i]->conv);
+            w->stmts[k] =
+                (chat__pgstmt){q_lock, &w->args[k], "conversation lock"};
+            k++;
             locked = v[i]->conv;
         }
-        if ((rc = apply(l, c, v[i])) != CHAT_OK)
-            goto fail;
+        if ((rc = prepare_insert(v[i], &w->args[k])) != CHAT_OK)
+            return rc;
+        w->stmts[k] = (chat__pgstmt){v[i]->require_member ? q_ins_member
+                                     : l->touch_store     ? q_ins_touch
+                                                          : q_ins,
+                                     &w->args[k], "insert message"};
+        w->at[i] = k++;
     }
-    if ((rc = chat__pg_exec(c, "COMMIT", "commit")) == CHAT_OK)
-        return CHAT_OK;
-fail:
-    if (c->conn && PQtransactionStatus(c->conn) != PQTRANS_IDLE)
-        chat__pg_exec(c, "ROLLBACK", "rollback");
-    return rc;
+    w->stmts[k++] = (chat__pgstmt){q_commit, NULL, "commit"};
+    rc = chat__pg_pipeline(c, w->stmts, k, w->res);
+    for (i = 0; rc == CHAT_OK && i < n; i++) {
+        const PGresult *r = w->res[w->at[i]];
+        if (PQntuples(r) == 1) {
+            v[i]->msg.seq = chat__pg_int(r, 0, 0);
+            v[i]->created = 1;
+        }
+    }
+    for (i = 0; i < k; i++)
+        PQclear(w->res[i]);
+    if (rc != CHAT_OK) {
+        if (c->conn && PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+            chat__pg_exec(c, "ROLLBACK", "rollback");
+        return rc;
+    }
+    for (i = 0; i < n; i++)
+        if (!v[i]->created)
+            explain_nothing_stored(c, v[i]);
+    return CHAT_OK;
 }
 
 /* Commit a batch; on a broken connection reconnect and retry once, on a
@@ -233,7 +270,7 @@ static void commit_batch(pg_log *l, pworker *w, ppending **v, int n)
                 CHAT_OK)
                 break;
         }
-        rc = commit_once(l, &w->conn, v, n);
+        rc = commit_once(l, w, v, n);
         if (rc == CHAT_OK || (rc != CHAT_EUNAVAIL && rc != CHAT_EAGAIN))
             break;
     }

@@ -175,46 +175,143 @@ static int map_error(chat__pg *c, const PGresult *r, const char *what)
     return chat__error(rc, "PostgreSQL %s: %.200s", what, msg);
 }
 
+/* The name sql is prepared under on c ("" when the cache is full: run it
+ * unprepared), preparing it first if this connection has not. */
+static int stmt_name(chat__pg *c, const char *sql, const char *what,
+                     char name[16])
+{
+    PGresult *r;
+    int i;
+
+    if (c->conn == NULL)
+        return chat__error(CHAT_EUNAVAIL, "PostgreSQL: not connected");
+    for (i = 0; i < c->nstmt && c->sql[i] != sql; i++)
+        ;
+    if (i == CHAT__PG_STMTS) {
+        name[0] = '\0';
+        return CHAT_OK;
+    }
+    snprintf(name, 16, "s%d", i);
+    if (i < c->nstmt)
+        return CHAT_OK;
+    r = PQprepare(c->conn, name, sql, 0, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        i = map_error(c, r, what);
+        PQclear(r);
+        return i;
+    }
+    PQclear(r);
+    c->sql[c->nstmt++] = sql;
+    return CHAT_OK;
+}
+
 PGresult *chat__pg_query(chat__pg *c, const char *sql, const chat__pgargs *args,
                          const char *what, int *rc)
 {
     char name[16];
     PGresult *r;
-    int i;
     ExecStatusType st;
 
-    *rc = CHAT_OK;
-    if (c->conn == NULL) {
-        *rc = chat__error(CHAT_EUNAVAIL, "PostgreSQL: not connected");
+    if ((*rc = stmt_name(c, sql, what, name)) != CHAT_OK)
         return NULL;
-    }
-    for (i = 0; i < c->nstmt && c->sql[i] != sql; i++)
-        ;
-    snprintf(name, sizeof name, "s%d", i);
-    if (i == c->nstmt) {
-        if (i == CHAT__PG_STMTS) { /* cache full: run unprepared */
-            r = PQexecParams(c->conn, sql, args ? args->n : 0, NULL,
-                             args ? args->v : NULL, NULL, NULL, 0);
-            goto done;
-        }
-        r = PQprepare(c->conn, name, sql, 0, NULL);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            *rc = map_error(c, r, what);
-            PQclear(r);
-            return NULL;
-        }
-        PQclear(r);
-        c->sql[c->nstmt++] = sql;
-    }
-    r = PQexecPrepared(c->conn, name, args ? args->n : 0, args ? args->v : NULL,
-                       NULL, NULL, 0);
-done:
+    if (name[0])
+        r = PQexecPrepared(c->conn, name, args ? args->n : 0,
+                           args ? args->v : NULL, NULL, NULL, 0);
+    else
+        r = PQexecParams(c->conn, sql, args ? args->n : 0, NULL,
+                         args ? args->v : NULL, NULL, NULL, 0);
     st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return r;
     *rc = map_error(c, r, what);
     PQclear(r);
     return NULL;
+}
+
+/* Read what the server answered to a pipeline up to its sync point:
+ * out[i] for each statement (NULL once one failed), CHAT_OK or the
+ * first failure. */
+static int pipeline_results(chat__pg *c, const chat__pgstmt *stmts, int n,
+                            PGresult **out)
+{
+    int rc = CHAT_OK, i;
+    PGresult *r;
+
+    for (i = 0; i < n; i++) {
+        ExecStatusType st;
+
+        out[i] = NULL;
+        if ((r = PQgetResult(c->conn)) == NULL) { /* connection lost */
+            if (rc == CHAT_OK)
+                rc = map_error(c, NULL, stmts[i].what);
+            return rc;
+        }
+        st = PQresultStatus(r);
+        if (rc == CHAT_OK && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK))
+            out[i] = r;
+        else {
+            /* the first failure says why; the server skipped the rest */
+            if (rc == CHAT_OK)
+                rc = map_error(c, r, stmts[i].what);
+            PQclear(r);
+        }
+        while ((r = PQgetResult(c->conn)) != NULL) /* ends each result */
+            PQclear(r);
+    }
+    while ((r = PQgetResult(c->conn)) != NULL) {
+        ExecStatusType st = PQresultStatus(r);
+        PQclear(r);
+        if (st == PGRES_PIPELINE_SYNC)
+            break;
+    }
+    if (r == NULL && rc == CHAT_OK)
+        rc = map_error(c, NULL, "pipeline sync");
+    return rc;
+}
+
+int chat__pg_pipeline(chat__pg *c, const chat__pgstmt *stmts, int n,
+                      PGresult **out)
+{
+    char name[16];
+    int rc = CHAT_OK, i, sent;
+
+    for (i = 0; i < n; i++)
+        out[i] = NULL;
+    /* statements are prepared outside the pipeline, once per connection */
+    for (i = 0; i < n; i++)
+        if ((rc = stmt_name(c, stmts[i].sql, stmts[i].what, name)) != CHAT_OK)
+            return rc;
+    if (!PQenterPipelineMode(c->conn))
+        return map_error(c, NULL, "pipeline");
+    for (i = 0; i < n; i++) {
+        const chat__pgargs *a = stmts[i].args;
+
+        stmt_name(c, stmts[i].sql, stmts[i].what, name); /* cached */
+        sent = name[0]
+                   ? PQsendQueryPrepared(c->conn, name, a ? a->n : 0,
+                                         a ? a->v : NULL, NULL, NULL, 0)
+                   : PQsendQueryParams(c->conn, stmts[i].sql, a ? a->n : 0,
+                                       NULL, a ? a->v : NULL, NULL, NULL, 0);
+        if (!sent)
+            break;
+    }
+    if (i < n || !PQpipelineSync(c->conn)) {
+        rc = map_error(c, NULL, i < n ? stmts[i].what : "pipeline sync");
+        /* what was queued may be half sent: the connection is unusable */
+        chat__pg_disconnect(c);
+        return rc;
+    }
+    rc = pipeline_results(c, stmts, n, out);
+    if (PQstatus(c->conn) != CONNECTION_OK || !PQexitPipelineMode(c->conn)) {
+        if (rc == CHAT_OK)
+            rc = map_error(c, NULL, "pipeline");
+        for (i = 0; i < n; i++) {
+            PQclear(out[i]);
+            out[i] = NULL;
+        }
+        chat__pg_disconnect(c);
+    }
+    return rc;
 }
 
 int chat__pg_exec(chat__pg *c, const char *sql, const char *what)

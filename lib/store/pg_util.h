@@ -65,6 +65,25 @@ void chat__pg_disconnect(chat__pg *c);
  * what failed. Free the result with PQclear. */
 PGresult *chat__pg_query(chat__pg *c, const char *sql, const chat__pgargs *args,
                          const char *what, int *rc);
+/* One statement of a pipeline. */
+typedef struct chat__pgstmt {
+    const char *sql; /* a string literal, as for chat__pg_query */
+    const chat__pgargs *args;
+    const char *what;
+} chat__pgstmt;
+
+/* Run stmts[0..n) in one round trip (libpq's pipeline mode, one sync at
+ * the end): out[i] is statement i's result (free each with PQclear).
+ * The connection blocks while it sends, and the answers are read only
+ * after everything is sent: keep them small enough for the socket
+ * buffers (the log's batches: at most ~1,000 statements answering a few
+ * dozen bytes each).
+ * CHAT_OK when all succeeded; else the first failure's code, mapped as
+ * by chat__pg_query, with out[] NULL from that statement on (the server
+ * skips the rest; a transaction they opened is left aborted, for the
+ * caller to roll back). A connection that broke is closed. */
+int chat__pg_pipeline(chat__pg *c, const chat__pgstmt *stmts, int n,
+                      PGresult **out);
 /* Run a statement and drop its result (BEGIN, COMMIT, ...). */
 int chat__pg_exec(chat__pg *c, const char *sql, const char *what);
 

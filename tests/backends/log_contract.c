@@ -421,6 +421,88 @@ START_TEST(free_drains_queued_appends)
 }
 END_TEST
 
+/* Appends queued together, so they share batches: three conversations,
+ * and in each a client_msg_id sent several times among other messages. */
+typedef struct slot {
+    int rc, created, done;
+    int64_t seq;
+    char id[CHAT_ID_LEN + 1];
+} slot;
+
+static void slot_cb(int rc, const chat_message *m, int created, void *ud)
+{
+    slot *s = ud;
+
+    pthread_mutex_lock(&g_cb_lock);
+    s->rc = rc;
+    s->created = created;
+    if (m) {
+        s->seq = m->seq;
+        memcpy(s->id, m->id, sizeof s->id);
+    }
+    s->done = 1;
+    g_cbs++;
+    pthread_mutex_unlock(&g_cb_lock);
+}
+
+START_TEST(retries_and_conversations_in_one_batch)
+{
+    enum { N = 60, NCONV = 3 };
+    static slot slots[N];
+    char convs[NCONV][CHAT_ID_LEN + 1], text[32];
+    int64_t next[NCONV] = {0}, dup_seq[NCONV] = {0};
+    const char *dup_id[NCONV] = {NULL};
+    int i, k, done;
+
+    for (k = 0; k < NCONV; k++)
+        chat_uuid_v7(convs[k]);
+    memset(slots, 0, sizeof slots);
+    g_cbs = 0;
+    for (i = 0; i < N; i++) {
+        chat_append a = {
+            convs[i % NCONV], ALICE, i % 4 == 0 ? "dup" : NULL, text, 0, 0};
+        a.content_len = (size_t)snprintf(text, sizeof text, "m%d", i);
+        ck_assert_int_eq(chat_log_append(L, &a, slot_cb, &slots[i]), CHAT_OK);
+    }
+    for (i = 0; i < 3000; i++) { /* at most 30 s */
+        pthread_mutex_lock(&g_cb_lock);
+        done = g_cbs;
+        pthread_mutex_unlock(&g_cb_lock);
+        if (done == N)
+            break;
+        usleep(10000);
+    }
+    ck_assert_int_eq(done, N);
+    for (i = 0; i < N; i++) {
+        k = i % NCONV;
+        ck_assert_int_eq(slots[i].rc, CHAT_OK);
+        if (i % 4 != 0) {
+            ck_assert_int_eq(slots[i].created, 1);
+            continue;
+        }
+        if (dup_id[k] == NULL) { /* the first of its conversation stores */
+            ck_assert_int_eq(slots[i].created, 1);
+            dup_id[k] = slots[i].id;
+            dup_seq[k] = slots[i].seq;
+        } else { /* the others get it back */
+            ck_assert_int_eq(slots[i].created, 0);
+            ck_assert_str_eq(slots[i].id, dup_id[k]);
+            ck_assert_int_eq(slots[i].seq, dup_seq[k]);
+        }
+    }
+    /* each conversation: what was created is 1..n in queue order */
+    for (i = 0; i < N; i++)
+        if (slots[i].created) {
+            k = i % NCONV;
+            ck_assert_int_eq(slots[i].seq, ++next[k]);
+        }
+    for (k = 0; k < NCONV; k++) {
+        memcpy(CONV, convs[k], sizeof CONV);
+        ck_assert_int_eq(check_gapless(NULL, 0), next[k]);
+    }
+}
+END_TEST
+
 /* DynamoDB only: a claim (and maybe a message) left by a writer that
  * died, written straight into the tables. */
 static void plant(const char *table, const char *json)
@@ -537,6 +619,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, one_client_msg_id_across_instances);
     tcase_add_test(tc, reopen_keeps_everything);
     tcase_add_test(tc, free_drains_queued_appends);
+    tcase_add_test(tc, retries_and_conversations_in_one_batch);
     tcase_add_test(tc, dead_writers_claims_are_taken_over);
     suite_add_tcase(s, tc);
     return chat_test_run(s);
