@@ -65,6 +65,12 @@ static int split_publish_to(chat_bus *b, const char *gateway,
     return chat_bus_publish_to(((split_bus *)b)->redis, gateway, ev);
 }
 
+static int split_publish_each(chat_bus *b, const char *const *gateways, int n,
+                              const chat_event *ev)
+{
+    return chat_bus_publish_each(((split_bus *)b)->redis, gateways, n, ev);
+}
+
 static int split_subscribe(chat_bus *b, chat_event_fn fn, void *userdata)
 {
     return chat_bus_subscribe(((split_bus *)b)->redis, fn, userdata);
@@ -86,9 +92,9 @@ static int split_ping(chat_bus *b)
     return rc != CHAT_OK ? rc : chat_bus_ping(((split_bus *)b)->kafka);
 }
 
-static const chat_bus_ops g_split_ops = {"kafka+redis",    split_publish,
-                                         split_subscribe,  split_free,
-                                         split_publish_to, split_ping};
+static const chat_bus_ops g_split_ops = {
+    "kafka+redis",    split_publish, split_subscribe,   split_free,
+    split_publish_to, split_ping,    split_publish_each};
 
 /* The fanout-worker's job: every record from Kafka to the channels of the
  * gateways where its recipients are (chat_fanout_route). It returns only

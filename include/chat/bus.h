@@ -78,6 +78,10 @@ typedef struct chat_bus_ops {
                       const chat_event *ev);
     /** Whether the backend answers now; NULL = always (local). */
     int (*ping)(chat_bus *b);
+    /** publish_to for each of n gateways, in one round trip; NULL: the
+     *  library calls publish_to for each. */
+    int (*publish_each)(chat_bus *b, const char *const *gateway_ids, int n,
+                        const chat_event *ev);
 } chat_bus_ops;
 
 /** Base of every bus object; backends embed it first. */
@@ -172,6 +176,13 @@ CHAT_API int chat_bus_publish(chat_bus *b, const chat_event *ev);
  *  backend's error. Thread-safe. */
 CHAT_API int chat_bus_publish_to(chat_bus *b, const char *gateway_id,
                                  const chat_event *ev);
+
+/** chat_bus_publish_to() for each of @p gateway_ids[0..n), in one round
+ *  trip where the backend can (Redis pipelines the PUBLISHes). CHAT_OK
+ *  once every one was published; else the first error (some may have
+ *  been published). Thread-safe. */
+CHAT_API int chat_bus_publish_each(chat_bus *b, const char *const *gateway_ids,
+                                   int n, const chat_event *ev);
 
 /** Whether the bus's backend answers now (readiness checks): one round
  *  trip (Redis PING, Kafka metadata, 2 s at most). CHAT_OK or

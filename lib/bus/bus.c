@@ -41,6 +41,24 @@ int chat_bus_publish_to(chat_bus *b, const char *gateway_id,
     return b->ops->publish_to(b, gateway_id, ev);
 }
 
+int chat_bus_publish_each(chat_bus *b, const char *const *gateway_ids, int n,
+                          const chat_event *ev)
+{
+    int i, rc = CHAT_OK;
+
+    CHAT_ASSERT_ARG(b && n >= 0 && (gateway_ids || n == 0) && ev &&
+                    ev->payload && chat_event_name(ev->type));
+    if (b->ops->publish_to == NULL)
+        return chat__error(CHAT_EINVAL,
+                           "the %s bus has no per-gateway delivery",
+                           b->ops->name);
+    if (b->ops->publish_each)
+        return n > 0 ? b->ops->publish_each(b, gateway_ids, n, ev) : CHAT_OK;
+    for (i = 0; rc == CHAT_OK && i < n; i++)
+        rc = b->ops->publish_to(b, gateway_ids[i], ev);
+    return rc;
+}
+
 int chat_bus_ping(chat_bus *b)
 {
     CHAT_ASSERT_ARG(b);
@@ -87,7 +105,7 @@ static void local_free(chat_bus *b)
 }
 
 static const chat_bus_ops g_local_ops = {
-    "local", local_publish, local_subscribe, local_free, NULL, NULL};
+    "local", local_publish, local_subscribe, local_free, NULL, NULL, NULL};
 
 int chat_bus_local_new(chat_bus **out)
 {

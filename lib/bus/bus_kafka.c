@@ -308,7 +308,8 @@ static int kafka_ping(chat_bus *base)
 }
 
 static const chat_bus_ops g_kafka_ops = {
-    "kafka", kafka_publish, kafka_subscribe, kafka_free, NULL, kafka_ping};
+    "kafka",    kafka_publish, kafka_subscribe, kafka_free, NULL,
+    kafka_ping, NULL};
 
 /* Ask the cluster about our topics (creating them where the brokers
  * auto-create): fails when no broker answers in time. */

@@ -52,14 +52,17 @@ void chat_redis_opts_init(chat_redis_opts *o)
 /* ---- publishing ------------------------------------------------------------
  */
 
-/* One PUBLISH of ev on channel; one reconnect on failure. */
-static int publish_on(redis_bus *b, const char *channel, const chat_event *ev)
+/* A PUBLISH of ev on each of channels[0..n), pipelined: one round trip.
+ * On a failure, one reconnect and the whole lot again (a channel may so
+ * get ev twice; subscribers dedupe by seq). */
+static int publish_on(redis_bus *b, const char *const *channels, int n,
+                      const chat_event *ev)
 {
     chat__buf msg = CHAT__BUF_INIT;
-    const char *argv[3] = {"PUBLISH", channel, NULL};
+    const char *argv[3] = {"PUBLISH", NULL, NULL};
     size_t lens[3];
-    redisReply *r = NULL;
-    int rc, attempt;
+    redisReply *r;
+    int rc, attempt, i, sent;
 
     if ((rc = chat__event_encode(ev, &msg)) != CHAT_OK) {
         chat__buf_free(&msg);
@@ -67,29 +70,40 @@ static int publish_on(redis_bus *b, const char *channel, const chat_event *ev)
     }
     argv[2] = msg.data;
     lens[0] = 7;
-    lens[1] = strlen(channel);
     lens[2] = msg.len;
     rc = CHAT_EUNAVAIL;
     pthread_mutex_lock(&b->pub_lock);
-    for (attempt = 0; attempt < 2; attempt++) {
+    for (attempt = 0; attempt < 2 && rc != CHAT_OK; attempt++) {
         if (b->pub == NULL && (b->pub = chat__redis_connect(&b->to)) == NULL)
             continue;
-        r = redisCommandArgv(b->pub, 3, argv, lens);
-        if (r && r->type == REDIS_REPLY_INTEGER) {
-            rc = CHAT_OK;
-            break;
+        for (sent = 0; sent < n; sent++) {
+            argv[1] = channels[sent];
+            lens[1] = strlen(channels[sent]);
+            if (redisAppendCommandArgv(b->pub, 3, argv, lens) != REDIS_OK)
+                break;
         }
-        chat__error(CHAT_EUNAVAIL, "Redis PUBLISH: %s",
-                    r ? r->str : b->pub->errstr);
-        if (r)
+        rc = sent == n ? CHAT_OK : CHAT_EUNAVAIL;
+        for (i = 0; i < sent; i++) { /* every reply, even after a failure */
+            r = NULL;
+            if (redisGetReply(b->pub, (void **)&r) != REDIS_OK || r == NULL) {
+                rc = CHAT_EUNAVAIL;
+                break;
+            }
+            if (r->type != REDIS_REPLY_INTEGER && rc == CHAT_OK) {
+                chat__error(CHAT_EUNAVAIL, "Redis PUBLISH: %s",
+                            r->str ? r->str : "unexpected reply");
+                rc = CHAT_EUNAVAIL;
+            }
             freeReplyObject(r);
-        r = NULL;
-        redisFree(b->pub); /* reconnect: the context may be unusable */
-        b->pub = NULL;
+        }
+        if (rc != CHAT_OK) {
+            if (b->pub->err)
+                chat__error(CHAT_EUNAVAIL, "Redis PUBLISH: %s", b->pub->errstr);
+            redisFree(b->pub); /* reconnect: the context may be unusable */
+            b->pub = NULL;
+        }
     }
     pthread_mutex_unlock(&b->pub_lock);
-    if (r)
-        freeReplyObject(r);
     chat__buf_free(&msg);
     return rc;
 }
@@ -97,20 +111,46 @@ static int publish_on(redis_bus *b, const char *channel, const chat_event *ev)
 static int redis_publish(chat_bus *base, const chat_event *ev)
 {
     redis_bus *b = (redis_bus *)base;
+    const char *channel = b->channel;
 
-    return publish_on(b, b->channel, ev);
+    return publish_on(b, &channel, 1, ev);
+}
+
+/* Gateway channels: "<channel>:gw:<id>", CHAT_ID_LEN + 4 past channel. */
+#define GW_CHANNEL_MAX (sizeof((redis_bus *)0)->own)
+
+static int redis_publish_each(chat_bus *base, const char *const *targets, int n,
+                              const chat_event *ev)
+{
+    redis_bus *b = (redis_bus *)base;
+    char(*names)[GW_CHANNEL_MAX];
+    const char **channels;
+    int i, rc;
+
+    for (i = 0; i < n; i++)
+        if (!chat_uuid_valid(targets[i]))
+            return chat__error(CHAT_EINVAL, "gateway id is not a UUID");
+    names = chat__malloc((size_t)n * sizeof *names);
+    channels = chat__malloc((size_t)n * sizeof *channels);
+    if (names == NULL || channels == NULL) {
+        chat__free(names);
+        chat__free(channels);
+        return chat__error(CHAT_ENOMEM, "out of memory");
+    }
+    for (i = 0; i < n; i++) {
+        snprintf(names[i], sizeof names[i], "%s:gw:%s", b->channel, targets[i]);
+        channels[i] = names[i];
+    }
+    rc = publish_on(b, channels, n, ev);
+    chat__free(names);
+    chat__free(channels);
+    return rc;
 }
 
 static int redis_publish_to(chat_bus *base, const char *target,
                             const chat_event *ev)
 {
-    redis_bus *b = (redis_bus *)base;
-    char channel[sizeof b->own];
-
-    if (!chat_uuid_valid(target))
-        return chat__error(CHAT_EINVAL, "gateway id is not a UUID");
-    snprintf(channel, sizeof channel, "%s:gw:%s", b->channel, target);
-    return publish_on(b, channel, ev);
+    return redis_publish_each(base, &target, 1, ev);
 }
 
 /* ---- subscribing ----------------------------------------------------------
@@ -256,9 +296,9 @@ static int redis_ping(chat_bus *base)
     return rc;
 }
 
-static const chat_bus_ops g_redis_ops = {"redis",          redis_publish,
-                                         redis_subscribe,  redis_free,
-                                         redis_publish_to, redis_ping};
+static const chat_bus_ops g_redis_ops = {
+    "redis",          redis_publish, redis_subscribe,   redis_free,
+    redis_publish_to, redis_ping,    redis_publish_each};
 
 int chat_bus_redis_new(chat_bus **out, const chat_redis_opts *o)
 {

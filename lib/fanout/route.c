@@ -1,8 +1,8 @@
 /* Routing an event to the gateways of its recipients (chat/presence.h).
  *
  * Runs on the fanout-worker's consumer thread: one members query, one
- * pipelined presence lookup, one PUBLISH per gateway that has a
- * recipient. chat_fanout keeps the gateways found per conversation for a
+ * pipelined presence lookup, one pipelined PUBLISH to each gateway that
+ * has a recipient. chat_fanout keeps the gateways found per conversation for a
  * short time, so a busy conversation costs one read of the registry's
  * epoch per event and the lookups once per cache_ms, not once per event.
  * An entry is used only while the epoch is the one read before its
@@ -62,17 +62,19 @@ out:
     return rc;
 }
 
-/* ev to each of gw[0..ngw), or to every gateway after CHAT_ELIMIT. */
+/* ev to each of gw[0..ngw) (one round trip), or to every gateway after
+ * CHAT_ELIMIT. */
 static int publish(chat_bus *bus, const chat_event *ev, int located,
                    const chat_id *gw, int ngw)
 {
-    int i, rc = CHAT_OK;
+    const char *ids[ROUTE_GATEWAYS_MAX];
+    int i;
 
     if (located == CHAT_ELIMIT) /* more gateways than we track: all */
         return chat_bus_publish(bus, ev);
-    for (i = 0; rc == CHAT_OK && i < ngw; i++)
-        rc = chat_bus_publish_to(bus, gw[i].id, ev);
-    return rc;
+    for (i = 0; i < ngw; i++)
+        ids[i] = gw[i].id;
+    return chat_bus_publish_each(bus, ids, ngw, ev);
 }
 
 int chat_fanout_route(chat_store *store, chat_presence *presence, chat_bus *bus,

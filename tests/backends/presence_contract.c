@@ -525,6 +525,76 @@ START_TEST(cached_router)
 }
 END_TEST
 
+/* chat_bus_publish_each: each named gateway once, in one call; a bad id
+ * publishes nothing; a bus without per-gateway delivery refuses. */
+START_TEST(publish_each_gateway_once)
+{
+    char gid[3][CHAT_ID_LEN + 1], channel[96];
+    const char *ids[3], *bad[2];
+    chat_bus *gw[3], *pub, *local;
+    inbox in[3];
+    chat_event ev;
+    int i;
+
+    snprintf(channel, sizeof channel, "%seach", g_prefix);
+    for (i = 0; i < 3; i++) {
+        new_id(gid[i]);
+        memset(&in[i], 0, sizeof in[i]);
+        pthread_mutex_init(&in[i].lock, NULL);
+        gw[i] = open_bus(gid[i], channel);
+        ck_assert_int_eq(chat_bus_subscribe(gw[i], on_event, &in[i]), CHAT_OK);
+    }
+    pub = open_bus(NULL, channel);
+    /* the buses' threads subscribe: wait until Redis counts all three */
+    {
+        redisContext *r = raw();
+        int subscribed = 0, tries;
+        for (tries = 0; tries < 250 && subscribed < 3; tries++) {
+            subscribed = 0;
+            for (i = 0; i < 3; i++) {
+                redisReply *rep =
+                    redisCommand(r, "PUBSUB NUMSUB %s:gw:%s", channel, gid[i]);
+                if (rep && rep->type == REDIS_REPLY_ARRAY &&
+                    rep->elements == 2 && rep->element[1]->integer == 1)
+                    subscribed++;
+                freeReplyObject(rep);
+            }
+            if (subscribed < 3)
+                usleep(20000);
+        }
+        redisFree(r);
+        ck_assert_int_eq(subscribed, 3);
+    }
+    memset(&ev, 0, sizeof ev);
+    ev.type = CHAT_EVENT_TYPING;
+    ev.user_id = gid[0];
+    ev.payload = "{\"n\":1}";
+    ev.payload_len = 7;
+    bad[0] = gid[1];
+    bad[1] = "gw-2";
+    ck_assert_int_eq(chat_bus_publish_each(pub, bad, 2, &ev), CHAT_EINVAL);
+    ck_assert_int_eq(chat_bus_publish_each(pub, ids, 0, &ev), CHAT_OK);
+    ids[0] = gid[0];
+    ids[1] = gid[2];
+    ck_assert_int_eq(chat_bus_publish_each(pub, ids, 2, &ev), CHAT_OK);
+    ck_assert_int_eq(count_until(&in[0], 1), 1);
+    ck_assert_int_eq(count_until(&in[2], 1), 1);
+    ck_assert_int_eq(chat_bus_local_new(&local), CHAT_OK);
+    ck_assert_int_eq(chat_bus_publish_each(local, ids, 2, &ev), CHAT_EINVAL);
+    chat_bus_free(local);
+    usleep(200000);
+    ck_assert_int_eq(count(&in[0]), 1);
+    ck_assert_int_eq(count(&in[1]), 0); /* named only in the refused call */
+    ck_assert_int_eq(count(&in[2]), 1);
+    ck_assert_str_eq(in[2].last, "{\"n\":1}");
+    chat_bus_free(pub);
+    for (i = 0; i < 3; i++) {
+        chat_bus_free(gw[i]);
+        pthread_mutex_destroy(&in[i].lock);
+    }
+}
+END_TEST
+
 START_TEST(bad_options)
 {
     chat_presence_redis_opts o;
@@ -566,6 +636,7 @@ int main(void)
     tcase_add_test(tc, route_to_the_members_gateways);
     tcase_add_test(tc, heartbeats_and_redis_restart);
     tcase_add_test(tc, cached_router);
+    tcase_add_test(tc, publish_each_gateway_once);
     tcase_add_test(tc, bad_options);
     suite_add_tcase(s, tc);
     return chat_test_run(s);

@@ -9,12 +9,16 @@
 #   a single-threaded Node process, far below DynamoDB's own throughput)
 #   STACK_KAFKA=1|0  events through Kafka (librdkafka's mock cluster) and
 #   the fanout-workers, or straight over Redis
+#   SOURCE_NETS=N  members connect from N loopback networks (127.0.k.1,
+#   default 100): nginx's ip_hash then spreads them over both gateways
+#   as it would users on the internet; SOURCE_NETS=1 puts all on one
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-$here/../../build}" && pwd)
 export SECONDS_PER_PHASE=${2:-5}
 rate=${3:-1000}
 export STACK_LOG=${STACK_LOG:-postgres}
+export SOURCE_NETS=${SOURCE_NETS:-100}
 # the limits a load test would hit, off; and one socket per member
 export CHAT_RATE_LOGIN_IP=off CHAT_RATE_LOGIN_ACCOUNT=off CHAT_RATE_SEND=off \
     CHAT_RATE_TOKEN=off CHAT_RATE_EVENTS=off CHAT_MAX_CONN_USER=-1 CHAT_MAX_CONN_IP=-1

@@ -12,6 +12,12 @@
  *   idle PORT N                                 N authenticated sockets
  *       held open until stdin closes (for RSS per connection).
  *
+ * $SOURCE_NETS=N (default 1): client i connects from 127.0.(1 + i % N).1,
+ * so an edge that keeps a client on one gateway by its address (nginx's
+ * ip_hash keys IPv4 clients on their first three octets) spreads them as
+ * it would real users; from one address, every client lands on one
+ * gateway.
+ *
  * Tokens are minted here with JWT_SECRET (chat_jwt_sign), as chatd would;
  * a Node.js server takes any token and uses it as the user id. */
 #include <arpa/inet.h>
@@ -230,6 +236,8 @@ static void pump(int timeout_ms)
 static void connect_all(int port, char (*ids)[CHAT_ID_LEN + 1], int n)
 {
     const char *secret = getenv("JWT_SECRET");
+    const char *nets_env = getenv("SOURCE_NETS");
+    int nets = nets_env ? atoi(nets_env) : 1;
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)port)};
     char req[512];
@@ -261,6 +269,13 @@ static void connect_all(int port, char (*ids)[CHAT_ID_LEN + 1], int n)
         c->fd = socket(AF_INET, SOCK_STREAM, 0);
         if (c->fd < 0)
             die("socket");
+        if (nets > 1) {
+            struct sockaddr_in src = {.sin_family = AF_INET};
+            src.sin_addr.s_addr =
+                htonl(0x7f000001u | (uint32_t)(1 + i % nets % 254) << 8);
+            if (bind(c->fd, (struct sockaddr *)&src, sizeof src) < 0)
+                die("bind to a source address");
+        }
         if (connect(c->fd, (struct sockaddr *)&a, sizeof a) < 0)
             die("connect");
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
