@@ -50,6 +50,13 @@ typedef struct chat_event {
     /** Membership changed (conversation:updated): caches of
      *  conversation_id's members are stale. */
     int members_changed;
+    /** Set by the bus for subscribers (ignored when publishing): a time
+     *  (CLOCK_MONOTONIC, microseconds) by which the event had reached this
+     *  process, so everything that happened before it was published
+     *  happened before then. Kafka: when the batch holding it was taken
+     *  from the consumer's queue; Redis: when it was read; local: when it
+     *  was published. */
+    int64_t received_us;
 } chat_event;
 
 /** A subscriber. It runs on the backend's delivery thread (the

@@ -118,7 +118,7 @@ CHAT_API void chat_presence_free(chat_presence *p);
  * ev->conversation_id when ev->to_members (read from @p store at this
  * moment, so a member invited a moment ago is included and a removed one
  * is not), plus ev->recipients, located with @p presence; each such
- * gateway's channel of @p bus gets the event once (chat_bus_publish_to).
+ * gateway's channel of @p bus gets the event once (chat_bus_publish_each).
  * An event that changes membership (ev->members_changed) goes to every
  * gateway instead (chat_bus_publish), because any of them may cache that
  * conversation's members. The gateways still filter by their own view of
@@ -158,11 +158,14 @@ CHAT_API void chat_fanout_opts_init(chat_fanout_opts *o);
  * chat_fanout_route(), except that an event for a conversation's members
  * (without explicit recipients) reuses the gateways found for that
  * conversation's previous event while they are younger than cache_ms and
- * the registry's epoch (chat_presence_epoch(), read for every event) has
- * not moved: at 1,000 messages/s into a busy group that is one GET per
- * event and a few lookups a second instead of a thousand members queries
- * and 100,000 presence reads. A socket that appears on a new gateway
- * moves the epoch, so it is never missed for the cache's sake; the price
+ * the registry's epoch (chat_presence_epoch()) has not moved. The epoch
+ * is read after the event arrived: one read serves every event whose
+ * ev->received_us is not later than the read (Kafka's batch of what was
+ * already fetched), so at 1,000 messages/s into a busy group that is a
+ * GET per batch and a few lookups a second instead of a thousand members
+ * queries and 100,000 presence reads. A socket that appears on a new
+ * gateway moves the epoch, so it is never missed for the cache's sake
+ * (an event with received_us 0 gets a read of its own); the price
  * is that a member added by an event this router did not see (another
  * worker's partition) may be missed for up to cache_ms (clients catch up
  * on conversation:updated, which goes to every gateway). A membership

@@ -87,7 +87,10 @@ typedef struct local_bus {
 
 static int local_publish(chat_bus *b, const chat_event *ev)
 {
-    (void)chat__subs_call(&((local_bus *)b)->subs, ev); /* at most once */
+    chat_event e = *ev;
+
+    e.received_us = chat__mono_us();
+    (void)chat__subs_call(&((local_bus *)b)->subs, &e); /* at most once */
     return CHAT_OK;
 }
 

@@ -174,56 +174,101 @@ static void nap(kafka_bus *b, unsigned ms)
         nanosleep(&ts, NULL);
 }
 
+/* Records taken from the consumer's queue at a time: what is already
+ * fetched, without waiting for more. */
+#define TAKE_MAX 64
+
+/* Whether m's partition is among v[0..n) (refused in this batch). */
+static int refused_before(rd_kafka_message_t *const *v, int n,
+                          const rd_kafka_message_t *m)
+{
+    int i;
+
+    for (i = 0; i < n; i++)
+        if (v[i]->rkt == m->rkt && v[i]->partition == m->partition)
+            return 1;
+    return 0;
+}
+
+/* Hand m to the subscribers; 1 if it was refused (its partition then
+ * points back at it). */
+static int handle(kafka_bus *b, rd_kafka_message_t *m, int64_t received_us)
+{
+    int rc;
+
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            CHAT_LOG(CHAT_LOG_WARN,
+                     "component=bus backend=kafka event=consume_error"
+                     " msg=\"%s\"",
+                     rd_kafka_message_errstr(m));
+        return 0;
+    }
+    rc = chat__event_dispatch(&b->subs, m->payload, m->len, received_us);
+    if (rc == CHAT_EAGAIN) {
+        if (!atomic_load(&b->closing))
+            position(b, m, m->offset, 0);
+        return 1;
+    }
+    if (rc != CHAT_OK) /* not an event: nobody can handle it, skip */
+        CHAT_LOG(CHAT_LOG_WARN,
+                 "component=bus backend=kafka event=bad_record topic=%s"
+                 " partition=%d offset=%lld",
+                 rd_kafka_topic_name(m->rkt), (int)m->partition,
+                 (long long)m->offset);
+    position(b, m, m->offset + 1, 1);
+    return 0;
+}
+
 /* A record's offset is stored (and so committed) only once every
  * subscriber handled it. A refused record is read again from its own
  * offset after a pause, which also drops what was fetched after it: later
  * records of the partition never get ahead of it, and on close nothing
- * past it is committed. */
+ * past it is committed.
+ *
+ * Records are taken in batches of what is already fetched; each carries
+ * the time its batch was taken (chat_event.received_us), which lets a
+ * subscriber do once per batch what must follow an event's arrival (the
+ * fanout router's epoch read). */
 static void *consume_main(void *arg)
 {
     kafka_bus *b = arg;
+    rd_kafka_message_t *v[TAKE_MAX], *refused[TAKE_MAX];
     unsigned pause_ms = 0;
 
     while (!atomic_load(&b->closing)) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(b->consumer, 100);
-        int rc;
+        int n = 0, nref = 0, i;
+        int64_t taken;
 
-        if (m == NULL)
+        if ((v[n] = rd_kafka_consumer_poll(b->consumer, 100)) == NULL)
             continue;
-        if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                CHAT_LOG(CHAT_LOG_WARN,
-                         "component=bus backend=kafka event=consume_error"
-                         " msg=\"%s\"",
-                         rd_kafka_message_errstr(m));
-            rd_kafka_message_destroy(m);
-            continue;
+        for (n = 1; n < TAKE_MAX; n++)
+            if ((v[n] = rd_kafka_consumer_poll(b->consumer, 0)) == NULL)
+                break;
+        taken = chat__mono_us();
+        for (i = 0; i < n; i++) {
+            /* after a refusal, its partition's later records wait too */
+            if (atomic_load(&b->closing) || refused_before(refused, nref, v[i]))
+                continue;
+            if (handle(b, v[i], taken))
+                refused[nref++] = v[i];
         }
-        rc = chat__event_dispatch(&b->subs, m->payload, m->len);
-        if (rc == CHAT_EAGAIN) {
-            if (!atomic_load(&b->closing)) {
-                position(b, m, m->offset, 0);
-                pause_ms = pause_ms ? pause_ms * 2 : 50;
-                pause_ms = pause_ms > 2000 ? 2000 : pause_ms;
+        if (nref > 0 && !atomic_load(&b->closing)) {
+            pause_ms = pause_ms ? pause_ms * 2 : 50;
+            pause_ms = pause_ms > 2000 ? 2000 : pause_ms;
+            for (i = 0; i < nref; i++)
                 CHAT_LOG(CHAT_LOG_WARN,
                          "component=bus backend=kafka event=redeliver"
                          " topic=%s partition=%d offset=%lld pause_ms=%u",
-                         rd_kafka_topic_name(m->rkt), (int)m->partition,
-                         (long long)m->offset, pause_ms);
-                nap(b, pause_ms);
-            }
-            rd_kafka_message_destroy(m);
-            continue;
+                         rd_kafka_topic_name(refused[i]->rkt),
+                         (int)refused[i]->partition,
+                         (long long)refused[i]->offset, pause_ms);
+            nap(b, pause_ms);
+        } else if (nref == 0) {
+            pause_ms = 0;
         }
-        if (rc != CHAT_OK) /* not an event: nobody can handle it, skip */
-            CHAT_LOG(CHAT_LOG_WARN,
-                     "component=bus backend=kafka event=bad_record topic=%s"
-                     " partition=%d offset=%lld",
-                     rd_kafka_topic_name(m->rkt), (int)m->partition,
-                     (long long)m->offset);
-        pause_ms = 0;
-        position(b, m, m->offset + 1, 1);
-        rd_kafka_message_destroy(m);
+        for (i = 0; i < n; i++)
+            rd_kafka_message_destroy(v[i]);
     }
     return NULL;
 }

@@ -227,7 +227,8 @@ static void *sub_main(void *arg)
                 !strcmp(rr->element[0]->str, "message") &&
                 rr->element[2]->type == REDIS_REPLY_STRING)
                 if (chat__event_dispatch(&b->subs, rr->element[2]->str,
-                                         rr->element[2]->len) == CHAT_EPROTO)
+                                         rr->element[2]->len,
+                                         chat__mono_us()) == CHAT_EPROTO)
                     CHAT_LOG(CHAT_LOG_WARN,
                              "component=bus backend=redis"
                              " event=bad_message msg=\"%s\"",

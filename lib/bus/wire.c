@@ -76,7 +76,8 @@ int chat__event_encode(const chat_event *ev, chat__buf *out)
     return out->failed ? chat__error(CHAT_ENOMEM, "out of memory") : CHAT_OK;
 }
 
-int chat__event_dispatch(chat__subs *subs, const char *data, size_t len)
+int chat__event_dispatch(chat__subs *subs, const char *data, size_t len,
+                         int64_t received_us)
 {
     const char *nl = memchr(data, '\n', len);
     const char *ids[CHAT_GROUP_MAX_MEMBERS + 8];
@@ -118,6 +119,7 @@ int chat__event_dispatch(chat__subs *subs, const char *data, size_t len)
     ev.nrecipients = n;
     ev.payload = nl + 1;
     ev.payload_len = len - (size_t)(nl + 1 - data);
+    ev.received_us = received_us;
     handled = chat__subs_call(subs, &ev) == CHAT_OK;
     cJSON_Delete(h);
     return handled ? CHAT_OK : CHAT_EAGAIN;

@@ -32,9 +32,11 @@ int chat__subs_call(chat__subs *s, const chat_event *ev);
 /* ev as bytes into out (reset first). CHAT_OK or CHAT_ENOMEM. */
 int chat__event_encode(const chat_event *ev, chat__buf *out);
 
-/* Decode data[0..len) and call every subscriber with it. CHAT_OK;
- * CHAT_EPROTO for bytes that are not an event (nobody is called);
- * CHAT_EAGAIN when a subscriber did not handle it. */
-int chat__event_dispatch(chat__subs *s, const char *data, size_t len);
+/* Decode data[0..len) and call every subscriber with it, received_us
+ * as chat_event.received_us. CHAT_OK; CHAT_EPROTO for bytes that are not
+ * an event (nobody is called); CHAT_EAGAIN when a subscriber did not
+ * handle it. */
+int chat__event_dispatch(chat__subs *s, const char *data, size_t len,
+                         int64_t received_us);
 
 #endif /* CHAT_BUS_WIRE_H */

@@ -2,9 +2,10 @@
  *
  * Runs on the fanout-worker's consumer thread: one members query, one
  * pipelined presence lookup, one pipelined PUBLISH to each gateway that
- * has a recipient. chat_fanout keeps the gateways found per conversation for a
- * short time, so a busy conversation costs one read of the registry's
- * epoch per event and the lookups once per cache_ms, not once per event.
+ * has a recipient. chat_fanout keeps the gateways found per conversation
+ * for a short time, so a busy conversation costs one read of the
+ * registry's epoch per batch of events and the lookups once per
+ * cache_ms, not once per event.
  * An entry is used only while the epoch is the one read before its
  * lookup: a user who got a socket on a gateway since is seen at once. */
 #include <pthread.h>
@@ -113,6 +114,9 @@ struct chat_fanout {
     chat_fanout_opts o;
     pthread_mutex_t lock;
     slot slots[CACHE_SLOTS];
+    /* the last epoch read, and when it was asked for: it holds for every
+     * event that had arrived by then */
+    int64_t epoch, epoch_asked_us;
 };
 
 void chat_fanout_opts_init(chat_fanout_opts *o)
@@ -213,6 +217,31 @@ static void cache_drop(chat_fanout *f, const char *conv)
     pthread_mutex_unlock(&f->lock);
 }
 
+/* The registry's epoch as of some moment after ev arrived. */
+static int epoch_after(chat_fanout *f, const chat_event *ev, int64_t *epoch)
+{
+    int64_t asked;
+    int rc;
+
+    pthread_mutex_lock(&f->lock);
+    if (ev->received_us > 0 && f->epoch_asked_us >= ev->received_us) {
+        *epoch = f->epoch;
+        pthread_mutex_unlock(&f->lock);
+        return CHAT_OK;
+    }
+    pthread_mutex_unlock(&f->lock);
+    asked = chat__mono_us();
+    if ((rc = chat_presence_epoch(f->o.presence, epoch)) != CHAT_OK)
+        return rc;
+    pthread_mutex_lock(&f->lock);
+    if (asked > f->epoch_asked_us) {
+        f->epoch = *epoch;
+        f->epoch_asked_us = asked;
+    }
+    pthread_mutex_unlock(&f->lock);
+    return CHAT_OK;
+}
+
 int chat_fanout_event(chat_fanout *f, const chat_event *ev)
 {
     chat_id *gw;
@@ -222,7 +251,7 @@ int chat_fanout_event(chat_fanout *f, const chat_event *ev)
     CHAT_ASSERT_ARG(f && ev);
     if (f->o.cache_ms < 0 || !ev->to_members || !ev->conversation_id ||
         ev->nrecipients > 0 || ev->members_changed ||
-        chat_presence_epoch(f->o.presence, &epoch) != CHAT_OK) {
+        epoch_after(f, ev, &epoch) != CHAT_OK) {
         if (ev->members_changed && ev->conversation_id)
             cache_drop(f, ev->conversation_id);
         return chat_fanout_route(f->o.store, f->o.presence, f->o.bus, ev);

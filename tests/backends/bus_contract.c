@@ -56,6 +56,7 @@ typedef struct got {
     int to_members, members_changed, nrecipients;
     char recipients[4][CHAT_ID_LEN + 1];
     char payload[256];
+    int64_t received_us;
 } got;
 
 typedef struct inbox {
@@ -98,6 +99,7 @@ static int on_event(const chat_event *ev, void *ud)
     g = &in->items[in->n];
     memset(g, 0, sizeof *g);
     g->type = ev->type;
+    g->received_us = ev->received_us;
     snprintf(g->conv, sizeof g->conv, "%s",
              ev->conversation_id ? ev->conversation_id : "");
     snprintf(g->user, sizeof g->user, "%s", ev->user_id ? ev->user_id : "");
@@ -201,10 +203,15 @@ START_TEST(every_field_arrives)
     const char payload[] = "{\"conversation_id\":\"c\",\"text\":\"h\\u00e9 "
                            "\xc3\xa9\\n\",\"seq\":7}";
     chat_event ev;
+    struct timespec ts;
+    int64_t before, after;
     int t;
 
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    before = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
     for (t = CHAT_EVENT_MESSAGE_NEW; t <= CHAT_EVENT_PRESENCE; t++) {
         memset(&ev, 0, sizeof ev);
+        ev.received_us = 42; /* the bus's to set, not the publisher's */
         ev.type = (chat_event_type)t;
         ev.conversation_id = t == CHAT_EVENT_PRESENCE
                                  ? NULL
@@ -219,6 +226,8 @@ START_TEST(every_field_arrives)
         ck_assert_int_eq(chat_bus_publish(P, &ev), CHAT_OK);
     }
     ck_assert_int_eq(inbox_wait(&IN, 5), 5);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    after = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
     if (is_kafka()) /* presence has another key: maybe another partition */
         qsort(IN.items, 5, sizeof *IN.items, by_type);
     for (t = 0; t < 5; t++) {
@@ -238,6 +247,9 @@ START_TEST(every_field_arrives)
             ck_assert_str_eq(g->recipients[1], rcpt[1]);
         }
         ck_assert_str_eq(g->payload, payload); /* byte for byte */
+        /* when it reached the subscriber's process */
+        ck_assert_int_ge(g->received_us, before);
+        ck_assert_int_le(g->received_us, after);
     }
 }
 END_TEST

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <chat/chat.h>
@@ -399,6 +400,14 @@ START_TEST(route_to_the_members_gateways)
 }
 END_TEST
 
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* Wait until in holds n events (1 s at most); the count. */
 static int count_until(inbox *in, int n)
 {
@@ -412,7 +421,8 @@ static int count_until(inbox *in, int n)
 /* chat_fanout: a socket on a new gateway moves the registry's epoch and
  * is routed to at once; a member added behind the router's back is seen
  * once the entry is older than cache_ms, or at once after a membership
- * change it routed; cache_ms -1 looks up every event. */
+ * change it routed; cache_ms -1 looks up every event; one epoch read
+ * serves the events that had arrived before it. */
 START_TEST(cached_router)
 {
     char gid[3][CHAT_ID_LEN + 1], a[CHAT_ID_LEN + 1], b[CHAT_ID_LEN + 1],
@@ -420,7 +430,7 @@ START_TEST(cached_router)
                                          path[128];
     chat_presence *reg[3], *loc;
     chat_bus *gw[3], *pub;
-    chat_fanout *f, *nocache;
+    chat_fanout *f, *nocache, *batched;
     chat_fanout_opts fo;
     inbox in[3];
     chat_store *store;
@@ -509,6 +519,27 @@ START_TEST(cached_router)
     usleep(100000);
     ck_assert_int_eq(count(&in[1]), 4);
     ck_assert_int_eq(count(&in[0]), 8); /* alice, on gateway 1: all eight */
+
+    /* events that arrived together share one epoch read: one that arrived
+     * before bob moved may go where he was; one that arrived after the
+     * move is routed to where he is */
+    fo.cache_ms = 60000;
+    ck_assert_int_eq(chat_fanout_new(&batched, &fo), CHAT_OK);
+    ev.received_us = mono_us();
+    ck_assert_int_eq(chat_fanout_event(batched, &ev), CHAT_OK);
+    ck_assert_int_eq(count_until(&in[2], 8), 8);
+    ck_assert_int_eq(chat_presence_set(reg[1], b, 1), CHAT_OK);
+    ck_assert_int_eq(chat_presence_set(reg[2], b, 0), CHAT_OK);
+    until_at(loc, bob, 1, gid[1]);
+    ck_assert_int_eq(chat_fanout_event(batched, &ev), CHAT_OK); /* same */
+    ck_assert_int_eq(count_until(&in[2], 9), 9);
+    ev.received_us = mono_us(); /* a later batch */
+    ck_assert_int_eq(chat_fanout_event(batched, &ev), CHAT_OK);
+    ck_assert_int_eq(count_until(&in[1], 5), 5);
+    usleep(100000);
+    ck_assert_int_eq(count(&in[2]), 9);
+    ck_assert_int_eq(count(&in[1]), 5);
+    chat_fanout_free(batched);
 
     chat_fanout_free(f);
     chat_fanout_free(nocache);

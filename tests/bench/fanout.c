@@ -5,7 +5,8 @@
  *
  *   fanout PORT IDS_FILE CONV_ID RATE   group fanout: every id in
  *       IDS_FILE connects and authenticates; the first sends message:send
- *       at RATE per second (0: as fast as acks allow, 256 in flight) for
+ *       at RATE per second (0: as fast as it can with at most 256 messages
+ *       not yet acked or not yet delivered to every socket) for
  *       $SECONDS_PER_PHASE (5); prints deliveries/s and send->receive
  *       latency p50/p99. A fixed rate is preceded by $WARMUP_SECONDS (2)
  *       at the same rate, printed as "warmup" and not counted.
@@ -338,8 +339,11 @@ static void fanout(const char *label, const char *conv, double rate, int secs)
     g_nlat = 0;
     g_delivered = g_acked = 0;
     while ((t = now_us()) < end) {
+        /* max: WINDOW messages not yet acked or not yet delivered to
+         * every socket, so the generator's own reading paces the sender */
+        long done = g_acked < g_delivered / g_n ? g_acked : g_delivered / g_n;
         long due = rate > 0 ? (long)((double)(t - start) / 1e6 * rate) + 1
-                            : g_acked + WINDOW;
+                            : done + WINDOW;
         while (sent < due) {
             int k =
                 snprintf(buf, sizeof buf,
