@@ -2,7 +2,7 @@
 # Realtime benchmarks (not part of pass/fail); prints figures.
 #  fanout: one 100-member group, every member on a websocket; one member
 #          sends message:send at a fixed rate (after a 2 s warm-up at that
-#          rate, printed apart), then as fast as acks allow (256 in
+#          rate, printed apart), then as fast as it can (256 in
 #          flight); deliveries/s and send->receive latency, for
 #          chatd (durable: every message committed before it is fanned
 #          out) and for a minimal Node.js socket.io 4.x room broadcast

@@ -2,7 +2,7 @@
 # The distributed stack through the nginx edge (not part of pass/fail;
 # prints figures): scripts/stack up in a temporary directory, one
 # 100-member group whose members all connect through the edge, one member
-# sending message:send at RATE/s, then as fast as acks allow; deliveries/s
+# sending message:send at RATE/s, then as fast as it can; deliveries/s
 # and send->deliver p50/p99 (tests/bench/fanout.c).
 # usage: tests/bench/bench_stack.sh [BUILD_DIR] [SECONDS] [RATE]
 #   STACK_LOG=postgres|dynamodb  where messages live (postgres: dynalite is
