@@ -319,7 +319,10 @@ CHAT_API void chat_client_stop(chat_client *c);
  * run) or @p timeout_ms passed (< 0: no limit). Other callbacks and events
  * run meanwhile as usual.
  * @return the request's code, CHAT_ETIMEDOUT, or CHAT_EINVAL for an
- *         unknown id.
+ *         unknown id. The codes of the last 64 finished requests are
+ *         kept; waiting for one that finished before those is also
+ *         CHAT_EINVAL (the last error says so): wait for a request soon
+ *         after making it, or take its code in its callback.
  *
  * Thread: the client's thread, not from a callback (it calls
  * chat_client_process()).

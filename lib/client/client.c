@@ -911,6 +911,11 @@ int chat_client_wait(chat_client *c, int64_t request_id, int timeout_ms)
             return code;
         for (creq *r = c->reqs; r; r = r->next)
             known |= r->id == request_id;
+        if (!known && request_id < c->next_id)
+            return chat__error(CHAT_EINVAL,
+                               "request %lld finished more than %u requests"
+                               " ago; its code is no longer kept",
+                               (long long)request_id, CLIENT_DONE_RING);
         if (!known)
             return chat__error(CHAT_EINVAL, "unknown request id");
         int left = -1;

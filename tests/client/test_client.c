@@ -316,6 +316,17 @@ START_TEST(long_message_full_text)
                                            tc_on_done, &d);
     chat_client_message_list_free(&hist);
     ck_assert_int_eq(chat_client_wait(b->c, id, 10000), CHAT_OK);
+    ck_assert_int_eq(chat_client_wait(b->c, id, 0), CHAT_OK); /* kept */
+    /* 64 requests later its code is gone, and the error says so */
+    for (int i = 0; i < 64; i++) {
+        int64_t k = chat_client_user_get(b->c, ua.id, NULL, NULL);
+        ck_assert_int_gt(k, 0);
+        ck_assert_int_eq(chat_client_wait(b->c, k, 10000), CHAT_OK);
+    }
+    ck_assert_int_eq(chat_client_wait(b->c, id, 0), CHAT_EINVAL);
+    ck_assert_ptr_nonnull(strstr(chat_error_last()->message, "no longer kept"));
+    ck_assert_int_eq(chat_client_wait(b->c, id + 100000, 0), CHAT_EINVAL);
+    ck_assert_ptr_nonnull(strstr(chat_error_last()->message, "unknown"));
     ck_assert_int_eq(chat_client_history(b->c, conv, 0, 10, &hist), CHAT_OK);
     ck_assert_int_eq(hist.items[0].has_more, 0);
     ck_assert_uint_eq(strlen(hist.items[0].text), 1000);
