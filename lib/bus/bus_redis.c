@@ -52,13 +52,16 @@ void chat_redis_opts_init(chat_redis_opts *o)
 /* ---- publishing ------------------------------------------------------------
  */
 
-/* A PUBLISH of ev on each of channels[0..n), pipelined: one round trip.
- * On a failure, one reconnect and the whole lot again (a channel may so
- * get ev twice; subscribers dedupe by seq). */
-static int publish_on(redis_bus *b, const char *const *channels, int n,
+/* A PUBLISH of ev on the shared channel (gateways NULL, n 1) or on each
+ * of n gateways' own channels, pipelined: one round trip. hiredis copies
+ * each command as it is appended, so one channel buffer serves all. On a
+ * failure, one reconnect and the whole lot again (a channel may so get ev
+ * twice; subscribers dedupe by seq). */
+static int publish_on(redis_bus *b, const char *const *gateways, int n,
                       const chat_event *ev)
 {
     chat__buf msg = CHAT__BUF_INIT;
+    char channel[sizeof b->own];
     const char *argv[3] = {"PUBLISH", NULL, NULL};
     size_t lens[3];
     redisReply *r;
@@ -68,6 +71,7 @@ static int publish_on(redis_bus *b, const char *const *channels, int n,
         chat__buf_free(&msg);
         return rc;
     }
+    argv[1] = gateways ? channel : b->channel;
     argv[2] = msg.data;
     lens[0] = 7;
     lens[2] = msg.len;
@@ -77,8 +81,10 @@ static int publish_on(redis_bus *b, const char *const *channels, int n,
         if (b->pub == NULL && (b->pub = chat__redis_connect(&b->to)) == NULL)
             continue;
         for (sent = 0; sent < n; sent++) {
-            argv[1] = channels[sent];
-            lens[1] = strlen(channels[sent]);
+            if (gateways)
+                snprintf(channel, sizeof channel, "%s:gw:%s", b->channel,
+                         gateways[sent]);
+            lens[1] = strlen(argv[1]);
             if (redisAppendCommandArgv(b->pub, 3, argv, lens) != REDIS_OK)
                 break;
         }
@@ -110,41 +116,18 @@ static int publish_on(redis_bus *b, const char *const *channels, int n,
 
 static int redis_publish(chat_bus *base, const chat_event *ev)
 {
-    redis_bus *b = (redis_bus *)base;
-    const char *channel = b->channel;
-
-    return publish_on(b, &channel, 1, ev);
+    return publish_on((redis_bus *)base, NULL, 1, ev);
 }
-
-/* Gateway channels: "<channel>:gw:<id>", CHAT_ID_LEN + 4 past channel. */
-#define GW_CHANNEL_MAX (sizeof((redis_bus *)0)->own)
 
 static int redis_publish_each(chat_bus *base, const char *const *targets, int n,
                               const chat_event *ev)
 {
-    redis_bus *b = (redis_bus *)base;
-    char(*names)[GW_CHANNEL_MAX];
-    const char **channels;
-    int i, rc;
+    int i;
 
     for (i = 0; i < n; i++)
         if (!chat_uuid_valid(targets[i]))
             return chat__error(CHAT_EINVAL, "gateway id is not a UUID");
-    names = chat__malloc((size_t)n * sizeof *names);
-    channels = chat__malloc((size_t)n * sizeof *channels);
-    if (names == NULL || channels == NULL) {
-        chat__free(names);
-        chat__free(channels);
-        return chat__error(CHAT_ENOMEM, "out of memory");
-    }
-    for (i = 0; i < n; i++) {
-        snprintf(names[i], sizeof names[i], "%s:gw:%s", b->channel, targets[i]);
-        channels[i] = names[i];
-    }
-    rc = publish_on(b, channels, n, ev);
-    chat__free(names);
-    chat__free(channels);
-    return rc;
+    return publish_on((redis_bus *)base, targets, n, ev);
 }
 
 static int redis_publish_to(chat_bus *base, const char *target,
