@@ -335,21 +335,27 @@ static void kafka_free(chat_bus *base)
     chat__free(b);
 }
 
-static int kafka_ping(chat_bus *base)
+/* One metadata request (about topic t, or the brokers only when NULL):
+ * CHAT_OK, or CHAT_EUNAVAIL when no broker answered within timeout_ms. */
+static int ask_brokers(kafka_bus *b, rd_kafka_topic_t *t, int timeout_ms)
 {
-    kafka_bus *b = (kafka_bus *)base;
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t err;
 
-    /* brokers only, no topic */
-    err = rd_kafka_metadata(b->producer, 0, NULL, &md,
-                            b->timeout_ms < 2000 ? b->timeout_ms : 2000);
+    err = rd_kafka_metadata(b->producer, 0, t, &md, timeout_ms);
     if (md)
         rd_kafka_metadata_destroy(md);
     if (err)
         return chat__error(CHAT_EUNAVAIL, "Kafka brokers: %s",
                            rd_kafka_err2str(err));
     return CHAT_OK;
+}
+
+static int kafka_ping(chat_bus *base)
+{
+    kafka_bus *b = (kafka_bus *)base;
+
+    return ask_brokers(b, NULL, b->timeout_ms < 2000 ? b->timeout_ms : 2000);
 }
 
 static const chat_bus_ops g_kafka_ops = {
@@ -361,23 +367,18 @@ static const chat_bus_ops g_kafka_ops = {
 static int check_cluster(kafka_bus *b)
 {
     const char *names[2] = {b->mtopic, b->etopic};
-    int i;
+    int i, rc;
 
     for (i = 0; i < 2; i++) {
-        const struct rd_kafka_metadata *md = NULL;
         rd_kafka_topic_t *t = rd_kafka_topic_new(b->producer, names[i], NULL);
-        rd_kafka_resp_err_t err;
 
         if (t == NULL)
             return chat__error(CHAT_EINVAL, "Kafka topic %s: %s", names[i],
                                rd_kafka_err2str(rd_kafka_last_error()));
-        err = rd_kafka_metadata(b->producer, 0, t, &md, b->timeout_ms);
+        rc = ask_brokers(b, t, b->timeout_ms);
         rd_kafka_topic_destroy(t);
-        if (md)
-            rd_kafka_metadata_destroy(md);
-        if (err)
-            return chat__error(CHAT_EUNAVAIL, "Kafka brokers: %s",
-                               rd_kafka_err2str(err));
+        if (rc != CHAT_OK)
+            return rc;
     }
     return CHAT_OK;
 }
