@@ -196,24 +196,46 @@ static int64_t unread_of(tc *t, const char *conv)
     return n;
 }
 
+/* Two devices of user a (caches "<a>-phone", "<a>-laptop") and one of
+ * user b, each logged in and synced. */
+typedef struct devices {
+    th_user ua, ub;
+    tc *a1, *a2, *b;
+    tc *all[3];
+} devices;
+
+static void devices_open(devices *d, const char *a, const char *b)
+{
+    th_user_new(&srv, a, &d->ua);
+    th_user_new(&srv, b, &d->ub);
+    d->all[0] = d->a1 = calloc(1, sizeof *d->a1);
+    d->all[1] = d->a2 = calloc(1, sizeof *d->a2);
+    d->all[2] = d->b = calloc(1, sizeof *d->b);
+    tc_open(d->a1, srv.base, cache_file(th_fmt("%s-phone", a)));
+    tc_open(d->a2, srv.base, cache_file(th_fmt("%s-laptop", a)));
+    tc_open(d->b, srv.base, cache_file(b));
+    tc_login(d->a1, a);
+    tc_login(d->a2, a);
+    tc_login(d->b, b);
+    TC_UNTIL(d->all, 3, 10000, d->a1->synced && d->a2->synced && d->b->synced);
+}
+
+static void devices_close(devices *d)
+{
+    for (int i = 0; i < 3; i++) {
+        tc_close(d->all[i]);
+        free(d->all[i]);
+    }
+}
+
 START_TEST(own_messages_are_not_unread)
 {
-    th_user ua, ub;
-    tc *a1 = calloc(1, sizeof *a1), *a2 = calloc(1, sizeof *a2);
-    tc *b = calloc(1, sizeof *b);
-    tc *all[3] = {a1, a2, b};
+    devices dv;
     char conv[37];
 
-    th_user_new(&srv, "olive", &ua);
-    th_user_new(&srv, "peter", &ub);
-    tc_open(a1, srv.base, cache_file("olive-phone"));
-    tc_open(a2, srv.base, cache_file("olive-laptop"));
-    tc_open(b, srv.base, cache_file("peter"));
-    tc_login(a1, "olive");
-    tc_login(a2, "olive");
-    tc_login(b, "peter");
-    TC_UNTIL(all, 3, 10000, a1->synced && a2->synced && b->synced);
-    dm_between(a1, b, ub.id, conv);
+    devices_open(&dv, "olive", "peter");
+    tc *a1 = dv.a1, *a2 = dv.a2, *b = dv.b, **all = dv.all;
+    dm_between(a1, b, dv.ub.id, conv);
     for (int i = 1; i <= 3; i++)
         ck_assert_int_eq(
             chat_client_send(a1->c, conv, th_fmt("own %d", i), NULL), CHAT_OK);
@@ -228,34 +250,19 @@ START_TEST(own_messages_are_not_unread)
     TC_UNTIL(all, 3, 10000, a1->n == 4 && a2->n == 4 && b->n == 4);
     ck_assert_int_eq(unread_of(a1, conv), 1);
     ck_assert_int_eq(unread_of(a2, conv), 1);
-    tc_close(a1);
-    tc_close(a2);
-    tc_close(b);
-    free(a1);
-    free(a2);
-    free(b);
+    devices_close(&dv);
 }
 END_TEST
 
 START_TEST(read_marker_set_offline_reaches_other_devices)
 {
-    th_user ua, ub;
-    tc *a1 = calloc(1, sizeof *a1), *a2 = calloc(1, sizeof *a2);
-    tc *b = calloc(1, sizeof *b);
-    tc *all[3] = {a1, a2, b};
+    devices dv;
     char conv[37];
     int64_t id;
 
-    th_user_new(&srv, "quinn", &ua);
-    th_user_new(&srv, "rosie", &ub);
-    tc_open(a1, srv.base, cache_file("quinn-phone"));
-    tc_open(a2, srv.base, cache_file("quinn-laptop"));
-    tc_open(b, srv.base, cache_file("rosie"));
-    tc_login(a1, "quinn");
-    tc_login(a2, "quinn");
-    tc_login(b, "rosie");
-    TC_UNTIL(all, 3, 10000, a1->synced && a2->synced && b->synced);
-    dm_between(b, a1, ua.id, conv);
+    devices_open(&dv, "quinn", "rosie");
+    tc *a1 = dv.a1, *a2 = dv.a2, *b = dv.b, **all = dv.all;
+    dm_between(b, a1, dv.ua.id, conv);
     for (int i = 1; i <= 3; i++)
         ck_assert_int_eq(
             chat_client_send(b->c, conv, th_fmt("unread %d", i), NULL),
@@ -278,12 +285,7 @@ START_TEST(read_marker_set_offline_reaches_other_devices)
     TC_UNTIL(all, 3, 40000, unread_of(a2, conv) == 0);
     ck_assert_int_eq(unread_of(a1, conv), 0);
     ck_assert_int_eq(unread_of(b, conv), 0);
-    tc_close(a1);
-    tc_close(a2);
-    tc_close(b);
-    free(a1);
-    free(a2);
-    free(b);
+    devices_close(&dv);
 }
 END_TEST
 
@@ -357,25 +359,16 @@ static int in_cache(tc *t, const char *conv)
 
 START_TEST(two_devices_and_groups)
 {
-    th_user ua, ub, uc;
-    tc *a1 = calloc(1, sizeof *a1), *a2 = calloc(1, sizeof *a2);
-    tc *b = calloc(1, sizeof *b);
-    tc *all[3] = {a1, a2, b};
+    devices dv;
+    th_user uc;
     const char *members[1];
     tc_done d = {0};
     chat_client_conversation *conv;
 
-    th_user_new(&srv, "erin1", &ua);
-    th_user_new(&srv, "frank", &ub);
+    devices_open(&dv, "erin1", "frank");
+    tc *a1 = dv.a1, *a2 = dv.a2, *b = dv.b, **all = dv.all;
     th_user_new(&srv, "grace", &uc);
-    tc_open(a1, srv.base, cache_file("erin-phone"));
-    tc_open(a2, srv.base, cache_file("erin-laptop"));
-    tc_open(b, srv.base, cache_file("frank"));
-    tc_login(a1, "erin1");
-    tc_login(a2, "erin1");
-    tc_login(b, "frank");
-    TC_UNTIL(all, 3, 10000, a1->synced && a2->synced && b->synced);
-    members[0] = ub.id;
+    members[0] = dv.ub.id;
     int64_t id =
         chat_client_group_create(a1->c, "Team", members, 1, tc_on_done, &d);
     ck_assert_int_eq(chat_client_wait(a1->c, id, 10000), CHAT_OK);
@@ -396,19 +389,14 @@ START_TEST(two_devices_and_groups)
     tc_done inv = {0};
     id = chat_client_invite(a1->c, d.id, uc.id, tc_on_done, &inv);
     ck_assert_int_eq(chat_client_wait(a1->c, id, 10000), CHAT_OK);
-    id = chat_client_remove(a1->c, d.id, ub.id, NULL, NULL);
+    id = chat_client_remove(a1->c, d.id, dv.ub.id, NULL, NULL);
     ck_assert_int_eq(chat_client_wait(a1->c, id, 10000), CHAT_OK);
     TC_UNTIL(all, 3, 10000, !in_cache(b, d.id));
     tc_done s = {0};
     id = chat_client_users_search(b->c, "gra", 10, tc_on_done, &s);
     ck_assert_int_eq(chat_client_wait(b->c, id, 10000), CHAT_OK);
     ck_assert_uint_eq(s.users, 1);
-    tc_close(a1);
-    tc_close(a2);
-    tc_close(b);
-    free(a1);
-    free(a2);
-    free(b);
+    devices_close(&dv);
 }
 END_TEST
 
