@@ -3,7 +3,8 @@
 #  fanout: one 100-member group, every member on a websocket; one member
 #          sends message:send at a fixed rate (after a 2 s warm-up at that
 #          rate, printed apart), then as fast as it can (256 in
-#          flight); deliveries/s and send->receive latency, for
+#          flight); deliveries/s, send->receive latency and
+#          send->ack latency (the ack leaves once the message is stored), for
 #          chatd (durable: every message committed before it is fanned
 #          out) and for a minimal Node.js socket.io 4.x room broadcast
 #          (nothing stored), and the ratio.

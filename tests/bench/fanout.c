@@ -7,10 +7,11 @@
  *       IDS_FILE connects and authenticates; the first sends message:send
  *       at RATE per second (0: as fast as it can with at most 256 messages
  *       not yet acked or not yet delivered to every socket) for
- *       $SECONDS_PER_PHASE (5); prints deliveries/s and send->receive
- *       latency p50/p99. A fixed rate is preceded by $WARMUP_SECONDS (2)
- *       at the same rate, printed as "warmup" and not counted.
- *   idle PORT N                                 N authenticated sockets
+ *       $SECONDS_PER_PHASE (5); prints deliveries/s, send->receive
+ *       latency p50/p99 and send->ack p50/p99 (the ack leaves after the
+ *       message is stored, so it splits storage from fanout). A fixed rate is
+ * preceded by $WARMUP_SECONDS (2) at the same rate, printed as "warmup" and not
+ * counted. idle PORT N                                 N authenticated sockets
  *       held open until stdin closes (for RSS per connection).
  *
  * $SOURCE_NETS=N (default 1): client i connects from 127.0.(1 + i % N).1,
@@ -51,8 +52,14 @@ typedef struct client {
 
 static client *g_c;
 static int g_n, g_ep, g_ready;
-static uint32_t *g_lat; /* µs */
-static size_t g_nlat, g_caplat;
+typedef struct lat {
+    uint32_t *v; /* µs */
+    size_t n, cap;
+} lat;
+
+static lat g_lat, g_ack_lat; /* send->message:new, send->ack */
+static int64_t *g_sent_us;   /* by ack id (the phase's send count) */
+static size_t g_sent_cap;
 static long g_delivered, g_acked;
 
 static int64_t now_us(void)
@@ -119,6 +126,23 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static void lat_add(lat *l, int64_t us)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 1 << 20;
+        l->v = realloc(l->v, l->cap * sizeof *l->v);
+        if (l->v == NULL)
+            die("realloc");
+    }
+    l->v[l->n++] = (uint32_t)us;
+}
+
+/* The q-quantile in ms of sorted l. */
+static double lat_ms(const lat *l, int q)
+{
+    return l->n ? l->v[l->n * (size_t)q / 100] / 1000.0 : 0;
+}
+
 static void on_text(client *c, const char *p, size_t n)
 {
     char buf[CHAT_JWT_MAX + 32];
@@ -144,18 +168,16 @@ static void on_text(client *c, const char *p, size_t n)
         g_delivered++;
         t = memmem(p, n, "\"preview\":\"t=", 13);
         if (t) {
-            int64_t sent = strtoll(t + 13, NULL, 10);
-            if (g_nlat == g_caplat) {
-                g_caplat = g_caplat ? g_caplat * 2 : 1 << 20;
-                g_lat = realloc(g_lat, g_caplat * sizeof *g_lat);
-            }
-            g_lat[g_nlat++] = (uint32_t)(now_us() - sent);
+            lat_add(&g_lat, now_us() - strtoll(t + 13, NULL, 10));
         }
         return;
     }
     if (n > 2 && p[0] == '4' && p[1] == '3') { /* an ack */
+        long id = strtol(p + 2, NULL, 10);
         if (memmem(p, n, "\"error\"", 7))
             fprintf(stderr, "fanout: %.*s\n", (int)n, p);
+        else if (id >= 0 && (size_t)id < g_sent_cap)
+            lat_add(&g_ack_lat, now_us() - g_sent_us[id]);
         g_acked++;
         return;
     }
@@ -177,7 +199,9 @@ static void on_readable(client *c)
             exit(1);
         }
         c->rlen += (size_t)r;
-        if (c->rlen == RBUF)
+        /* a short read drained the socket: epoll says when more comes,
+         * so no second read just to be told EAGAIN */
+        if (c->rlen == RBUF || (size_t)r < RBUF - (c->rlen - (size_t)r))
             break;
     }
     size_t off = 0;
@@ -336,7 +360,7 @@ static void fanout(const char *label, const char *conv, double rate, int secs)
 
     struct rusage ru0, ru;
     getrusage(RUSAGE_SELF, &ru0);
-    g_nlat = 0;
+    g_lat.n = g_ack_lat.n = 0;
     g_delivered = g_acked = 0;
     while ((t = now_us()) < end) {
         /* max: WINDOW messages not yet acked or not yet delivered to
@@ -345,6 +369,13 @@ static void fanout(const char *label, const char *conv, double rate, int secs)
         long due = rate > 0 ? (long)((double)(t - start) / 1e6 * rate) + 1
                             : done + WINDOW;
         while (sent < due) {
+            if ((size_t)sent == g_sent_cap) {
+                g_sent_cap = g_sent_cap ? g_sent_cap * 2 : 1 << 16;
+                g_sent_us = realloc(g_sent_us, g_sent_cap * sizeof *g_sent_us);
+                if (g_sent_us == NULL)
+                    die("realloc");
+            }
+            g_sent_us[sent] = now_us();
             int k =
                 snprintf(buf, sizeof buf,
                          "42%ld[\"message:send\",{\"conversation_id\":\"%s\","
@@ -361,14 +392,15 @@ static void fanout(const char *label, const char *conv, double rate, int secs)
     int64_t drain = now_us() + 2000000;
     while (g_delivered < sent * g_n && now_us() < drain)
         pump(10);
-    qsort(g_lat, g_nlat, sizeof *g_lat, cmp_u32);
+    qsort(g_lat.v, g_lat.n, sizeof *g_lat.v, cmp_u32);
+    qsort(g_ack_lat.v, g_ack_lat.n, sizeof *g_ack_lat.v, cmp_u32);
     getrusage(RUSAGE_SELF, &ru);
     printf("%-10s sent %7ld (%6.0f/s)  deliveries %8ld (%7.0f/s)  "
-           "latency p50 %6.2f ms  p99 %6.2f ms  (%ld of %ld delivered; "
-           "load generator CPU %.2f s)\n",
+           "latency p50 %6.2f ms  p99 %6.2f ms  ack p50 %6.2f ms  p99 %6.2f "
+           "ms  (%ld of %ld delivered; load generator CPU %.2f s)\n",
            label, sent, (double)sent / elapsed, delivered,
-           (double)delivered / elapsed, g_nlat ? g_lat[g_nlat / 2] / 1000.0 : 0,
-           g_nlat ? g_lat[g_nlat * 99 / 100] / 1000.0 : 0, g_delivered,
+           (double)delivered / elapsed, lat_ms(&g_lat, 50), lat_ms(&g_lat, 99),
+           lat_ms(&g_ack_lat, 50), lat_ms(&g_ack_lat, 99), g_delivered,
            sent * g_n,
            (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec -
                     ru0.ru_utime.tv_sec - ru0.ru_stime.tv_sec) +
