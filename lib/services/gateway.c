@@ -137,14 +137,19 @@ static void item_free(item *it)
 /* Any thread: hand an item to the service thread. */
 static void post(chat__gateway *g, item *it)
 {
+    int wake;
+
     pthread_mutex_lock(&g->lock);
+    /* only the first item after a drain wakes the service thread: the
+     * drain takes the whole queue, so one wake-up serves them all */
+    wake = g->in_head == NULL;
     if (g->in_tail)
         g->in_tail->next = it;
     else
         g->in_head = it;
     g->in_tail = it;
     pthread_mutex_unlock(&g->lock);
-    if (!atomic_load(&g->stopping))
+    if (wake && !atomic_load(&g->stopping))
         chat__http_wake(g->svc->http);
 }
 
