@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Hostile input to chatd's Socket.IO gateway on raw WebSocket frames:
 oversize and malformed packets, bad UTF-8, binary attachments, a client
-that stops reading. Each must end that connection (or answer an error ack)
-while chatd keeps serving everyone else with bounded memory.
+that stops reading, clients that vanish mid-delivery. Each must end that
+connection (or answer an error ack) while chatd keeps serving everyone
+else with bounded memory.
 
     CHATD=/path/to/chatd /usr/bin/python3 gateway_hostile_test.py
 """
@@ -126,6 +127,61 @@ class GatewayHostile(unittest.TestCase):
                 self.assertIn("validation_failed", m)
                 break
         ws.close()
+        self.alive()
+
+    def open_sockets(self):
+        """Authenticated sockets open now, from chatd's /metrics."""
+        with urllib.request.urlopen(self.srv.url + "/metrics") as r:
+            text = r.read().decode()
+        m = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                 if line and not line.startswith("#"))
+        return (int(m.get('chat_realtime_sockets_total{result="authenticated"}', 0))
+                - int(m.get("chat_realtime_sockets_closed_total", 0)))
+
+    def test_peers_vanishing_mid_fanout_are_closed(self):
+        # four times, 15 of bob's sockets reset at once (RST, no close
+        # frame) while alice's messages are being fanned out to them: a
+        # write that finds its peer gone must end that connection and its
+        # session like any other close (each run has some such writes)
+        base = self.open_sockets()
+        a = self.ws(self.alice["token"])
+        stop = threading.Event()
+
+        def send():
+            i = 0
+            while not stop.is_set() and i < 20000:
+                a.send('42%d["message:send",{"conversation_id":"%s",'
+                       '"content":"z"}]' % (i, self.dm))
+                i += 1
+                if i % 20 == 0:
+                    time.sleep(0.001)
+
+        def read():
+            try:
+                while not stop.is_set():
+                    a.recv()
+            except Exception:
+                pass
+        threads = [threading.Thread(target=send), threading.Thread(target=read)]
+        for t in threads:
+            t.start()
+        rst = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # SO_LINGER on, 0 s
+        for _ in range(4):
+            bobs = [self.ws(self.bob["token"]) for _ in range(15)]
+            time.sleep(0.1)
+            for ws in bobs:  # all at once, mid-stream
+                ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, rst)
+            for ws in bobs:
+                ws.sock.close()
+        stop.set()
+        threads[0].join(30)
+        a.close()
+        threads[1].join(30)
+        for _ in range(100):
+            if self.open_sockets() == base:
+                break
+            time.sleep(0.1)
+        self.assertEqual(self.open_sockets(), base)
         self.alive()
 
     def test_slow_consumer_is_dropped(self):
