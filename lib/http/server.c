@@ -24,6 +24,9 @@ enum req_state {
 };
 
 #define CHAT__MAX_RAW 4
+/* Most bytes lws passes to one send(): a websocket burst (64 KiB of frames
+ * at most) or a page of history goes out in one call. */
+#define TX_PACKET_MAX (128 * 1024)
 
 typedef struct raw_endpoint {
     char *prefix;
@@ -960,6 +963,10 @@ int chat__http_listen(chat__http *h)
     h->protocols[0].name = "http";
     h->protocols[0].callback = callback_http;
     h->protocols[0].per_session_data_size = sizeof(struct pss);
+    /* lws hands the kernel at most this much per send() and keeps the
+     * rest, sending it a chunk per service-loop turn; its default (4 KiB)
+     * split every larger response or websocket burst into many turns */
+    h->protocols[0].tx_packet_size = TX_PACKET_MAX;
     memset(&info, 0, sizeof info);
     info.port = h->opts.port;
     info.iface = h->opts.host;
