@@ -16,11 +16,13 @@ if [ "${1:-}" = --ctl ]; then # --ctl DIR PORT stop|start: for fault tests
     exec "${as[@]}" "$bin/pg_ctl" -D "$dir/db" -l "$dir/log" -w -t 60 \
         -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null
 fi
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 dir=$(mktemp -d /tmp/chat-pg-XXXXXX)
 [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
 "${as[@]}" "$bin/initdb" -D "$dir/db" -A trust -U chat --no-sync >"$dir/initdb.log" 2>&1 ||
     { cat "$dir/initdb.log" >&2; exit 1; }
+# the port last, right before the server takes it: initdb takes seconds,
+# and a port found free before it could be another test's by then
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ctl() {
     "${as[@]}" "$bin/pg_ctl" -D "$dir/db" -l "$dir/log" -w -t 60 \
         -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" "$@" >/dev/null
