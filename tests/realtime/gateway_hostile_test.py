@@ -184,6 +184,43 @@ class GatewayHostile(unittest.TestCase):
         self.assertEqual(self.open_sockets(), base)
         self.alive()
 
+    def test_slow_reader_half_closing_is_closed(self):
+        # bob stops reading while ~3 MB of message:new is on its way to
+        # him: more than the kernel's send buffer takes (~2.5 MB here), so
+        # lws and chatd's queue hold the rest (under its 1 MiB limit: no
+        # slow-consumer close). Then he half-closes (FIN; his unread bytes
+        # stay): chatd reads EOF on a connection with output still pending
+        # and must end it, not loop on it
+        base = self.open_sockets()
+        b = self.ws(self.bob["token"])
+        b.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        a = self.ws(self.alice["token"])
+        stop = threading.Event()
+
+        def read():
+            try:
+                while not stop.is_set():
+                    a.recv()
+            except Exception:
+                pass
+        t = threading.Thread(target=read)
+        t.start()
+        for i in range(7000):
+            a.send('42%d["message:send",{"conversation_id":"%s",'
+                   '"content":"%s"}]' % (i, self.dm, "y" * 200))
+        time.sleep(0.3)
+        b.sock.shutdown(socket.SHUT_WR)
+        for _ in range(150):  # lws waits up to 5 s to flush, then drops it
+            if self.open_sockets() == base + 1:
+                break
+            time.sleep(0.1)
+        self.assertEqual(self.open_sockets(), base + 1)  # alice's is left
+        stop.set()
+        a.close()
+        t.join(10)
+        b.sock.close()
+        self.alive()
+
     def test_slow_consumer_is_dropped(self):
         # bob's socket never reads while alice sends 20,000 messages
         # (~9 MB of message:new for bob) over her socket
