@@ -9,9 +9,10 @@
  *       not yet acked or not yet delivered to every socket) for
  *       $SECONDS_PER_PHASE (5); prints deliveries/s, send->receive
  *       latency p50/p99 and send->ack p50/p99 (the ack leaves after the
- *       message is stored, so it splits storage from fanout). A fixed rate is
- * preceded by $WARMUP_SECONDS (2) at the same rate, printed as "warmup" and not
- * counted. idle PORT N                                 N authenticated sockets
+ *       message is stored: it splits storage from fanout). A fixed rate
+ *       is preceded by $WARMUP_SECONDS (2) at the same rate, printed as
+ *       "warmup" and not counted.
+ *   idle PORT N                                 N authenticated sockets
  *       held open until stdin closes (for RSS per connection).
  *
  * $SOURCE_NETS=N (default 1): client i connects from 127.0.(1 + i % N).1,
@@ -58,9 +59,9 @@ typedef struct lat {
 } lat;
 
 static lat g_lat, g_ack_lat; /* send->message:new, send->ack */
-static int64_t *g_sent_us;   /* by ack id (the phase's send count) */
+static int64_t *g_sent_us;   /* send times by ack id: 0 .. g_sent - 1 */
 static size_t g_sent_cap;
-static long g_delivered, g_acked;
+static long g_sent, g_delivered, g_acked; /* this phase's */
 
 static int64_t now_us(void)
 {
@@ -126,14 +127,20 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* p, an array of *cap elements of size bytes, with room for one more. */
+static void *room_for_one(void *p, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return p;
+    *cap = *cap ? *cap * 2 : 1 << 16;
+    if ((p = realloc(p, *cap * size)) == NULL)
+        die("realloc");
+    return p;
+}
+
 static void lat_add(lat *l, int64_t us)
 {
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 1 << 20;
-        l->v = realloc(l->v, l->cap * sizeof *l->v);
-        if (l->v == NULL)
-            die("realloc");
-    }
+    l->v = room_for_one(l->v, l->n, &l->cap, sizeof *l->v);
     l->v[l->n++] = (uint32_t)us;
 }
 
@@ -176,7 +183,7 @@ static void on_text(client *c, const char *p, size_t n)
         long id = strtol(p + 2, NULL, 10);
         if (memmem(p, n, "\"error\"", 7))
             fprintf(stderr, "fanout: %.*s\n", (int)n, p);
-        else if (id >= 0 && (size_t)id < g_sent_cap)
+        else if (id >= 0 && id < g_sent)
             lat_add(&g_ack_lat, now_us() - g_sent_us[id]);
         g_acked++;
         return;
@@ -355,34 +362,29 @@ static void fanout(const char *label, const char *conv, double rate, int secs)
 {
     client *sender = &g_c[0];
     char buf[512];
-    long sent = 0;
     int64_t start = now_us(), end = start + (int64_t)secs * 1000000, t;
 
     struct rusage ru0, ru;
     getrusage(RUSAGE_SELF, &ru0);
     g_lat.n = g_ack_lat.n = 0;
-    g_delivered = g_acked = 0;
+    g_sent = g_delivered = g_acked = 0;
     while ((t = now_us()) < end) {
         /* max: WINDOW messages not yet acked or not yet delivered to
          * every socket, so the generator's own reading paces the sender */
         long done = g_acked < g_delivered / g_n ? g_acked : g_delivered / g_n;
         long due = rate > 0 ? (long)((double)(t - start) / 1e6 * rate) + 1
                             : done + WINDOW;
-        while (sent < due) {
-            if ((size_t)sent == g_sent_cap) {
-                g_sent_cap = g_sent_cap ? g_sent_cap * 2 : 1 << 16;
-                g_sent_us = realloc(g_sent_us, g_sent_cap * sizeof *g_sent_us);
-                if (g_sent_us == NULL)
-                    die("realloc");
-            }
-            g_sent_us[sent] = now_us();
+        while (g_sent < due) {
+            g_sent_us = room_for_one(g_sent_us, (size_t)g_sent, &g_sent_cap,
+                                     sizeof *g_sent_us);
+            g_sent_us[g_sent] = now_us();
             int k =
                 snprintf(buf, sizeof buf,
                          "42%ld[\"message:send\",{\"conversation_id\":\"%s\","
                          "\"content\":\"t=%lld\"}]",
-                         sent, conv, (long long)now_us());
+                         g_sent, conv, (long long)g_sent_us[g_sent]);
             ws_text(sender, buf, (size_t)k);
-            sent++;
+            g_sent++;
         }
         pump(rate > 0 ? 1 : 5);
     }
@@ -390,7 +392,7 @@ static void fanout(const char *label, const char *conv, double rate, int secs)
     double elapsed = (double)(now_us() - start) / 1e6;
     long delivered = g_delivered;
     int64_t drain = now_us() + 2000000;
-    while (g_delivered < sent * g_n && now_us() < drain)
+    while (g_delivered < g_sent * g_n && now_us() < drain)
         pump(10);
     qsort(g_lat.v, g_lat.n, sizeof *g_lat.v, cmp_u32);
     qsort(g_ack_lat.v, g_ack_lat.n, sizeof *g_ack_lat.v, cmp_u32);
@@ -398,10 +400,10 @@ static void fanout(const char *label, const char *conv, double rate, int secs)
     printf("%-10s sent %7ld (%6.0f/s)  deliveries %8ld (%7.0f/s)  "
            "latency p50 %6.2f ms  p99 %6.2f ms  ack p50 %6.2f ms  p99 %6.2f "
            "ms  (%ld of %ld delivered; load generator CPU %.2f s)\n",
-           label, sent, (double)sent / elapsed, delivered,
+           label, g_sent, (double)g_sent / elapsed, delivered,
            (double)delivered / elapsed, lat_ms(&g_lat, 50), lat_ms(&g_lat, 99),
            lat_ms(&g_ack_lat, 50), lat_ms(&g_ack_lat, 99), g_delivered,
-           sent * g_n,
+           g_sent * g_n,
            (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec -
                     ru0.ru_utime.tv_sec - ru0.ru_stime.tv_sec) +
                (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec -
