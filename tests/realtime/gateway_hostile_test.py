@@ -138,6 +138,28 @@ class GatewayHostile(unittest.TestCase):
         return (int(m.get('chat_realtime_sockets_total{result="authenticated"}', 0))
                 - int(m.get("chat_realtime_sockets_closed_total", 0)))
 
+    def await_open_sockets(self, n, seconds):
+        """open_sockets() once it is n, or what it is after seconds."""
+        for _ in range(int(seconds * 10)):
+            if self.open_sockets() == n:
+                break
+            time.sleep(0.1)
+        return self.open_sockets()
+
+    @staticmethod
+    def read_until(ws, stop):
+        """A started thread that reads and drops ws's frames until stop is
+        set or ws closes."""
+        def read():
+            try:
+                while not stop.is_set():
+                    ws.recv()
+            except Exception:
+                pass
+        t = threading.Thread(target=read)
+        t.start()
+        return t
+
     def test_peers_vanishing_mid_fanout_are_closed(self):
         # four times, 15 of bob's sockets reset at once (RST, no close
         # frame) while alice's messages are being fanned out to them: a
@@ -155,16 +177,9 @@ class GatewayHostile(unittest.TestCase):
                 i += 1
                 if i % 20 == 0:
                     time.sleep(0.001)
-
-        def read():
-            try:
-                while not stop.is_set():
-                    a.recv()
-            except Exception:
-                pass
-        threads = [threading.Thread(target=send), threading.Thread(target=read)]
-        for t in threads:
-            t.start()
+        sender = threading.Thread(target=send)
+        sender.start()
+        reader = self.read_until(a, stop)
         rst = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # SO_LINGER on, 0 s
         for _ in range(4):
             bobs = [self.ws(self.bob["token"]) for _ in range(15)]
@@ -174,14 +189,10 @@ class GatewayHostile(unittest.TestCase):
             for ws in bobs:
                 ws.sock.close()
         stop.set()
-        threads[0].join(30)
+        sender.join(30)
         a.close()
-        threads[1].join(30)
-        for _ in range(100):
-            if self.open_sockets() == base:
-                break
-            time.sleep(0.1)
-        self.assertEqual(self.open_sockets(), base)
+        reader.join(30)
+        self.assertEqual(self.await_open_sockets(base, 10), base)
         self.alive()
 
     def test_slow_reader_half_closing_is_closed(self):
@@ -196,28 +207,17 @@ class GatewayHostile(unittest.TestCase):
         b.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         a = self.ws(self.alice["token"])
         stop = threading.Event()
-
-        def read():
-            try:
-                while not stop.is_set():
-                    a.recv()
-            except Exception:
-                pass
-        t = threading.Thread(target=read)
-        t.start()
+        reader = self.read_until(a, stop)
         for i in range(7000):
             a.send('42%d["message:send",{"conversation_id":"%s",'
                    '"content":"%s"}]' % (i, self.dm, "y" * 200))
         time.sleep(0.3)
         b.sock.shutdown(socket.SHUT_WR)
-        for _ in range(150):  # lws waits up to 5 s to flush, then drops it
-            if self.open_sockets() == base + 1:
-                break
-            time.sleep(0.1)
-        self.assertEqual(self.open_sockets(), base + 1)  # alice's is left
+        # lws waits up to 5 s to flush, then drops it; alice's is left
+        self.assertEqual(self.await_open_sockets(base + 1, 15), base + 1)
         stop.set()
         a.close()
-        t.join(10)
+        reader.join(10)
         b.sock.close()
         self.alive()
 
